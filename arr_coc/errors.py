@@ -1,0 +1,15 @@
+"""The one error type the builder raises for bad source data."""
+
+
+class SourceFormatError(ValueError):
+    """A source file does not have the official format.
+
+    The message is one line that names the file and, where there is one, the record, so that a
+    failed build tells the user exactly what to look at.
+    """
+
+    def __init__(self, filename: str, message: str, record=None):
+        where = filename if record is None else f"{filename}: record {record}"
+        super().__init__(f"{where}: {message}")
+        self.filename = filename
+        self.record = record

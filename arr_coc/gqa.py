@@ -1,0 +1,68 @@
+"""GQA 1.2 balanced question files: a dict keyed by question id (a string with leading zeros).
+
+questions1.2.zip holds many files (train_all_questions/*, *_all_questions.json, testdev, test,
+challenge, submission); only `<split>_balanced_questions.json` is read. Third-party code puts it at
+the zip root, big_vision implies a `questions1.2/` folder: both are accepted.
+"""
+
+import posixpath
+from typing import BinaryIO, Iterator, Optional
+
+from .errors import SourceFormatError
+from .jsonstream import iter_dict_items
+from .records import QA
+
+ANSWER_STYLES = ("short", "full")
+
+
+def find_question_member(member_names: list[str], base_name: str, archive: str) -> str:
+    """The archive member called `base_name`, at the root or in one folder; decoys are ignored."""
+    matches = [name for name in member_names if posixpath.basename(name) == base_name and name.count("/") <= 1]
+    if not matches:
+        raise SourceFormatError(archive, f"no member named {base_name} (members: {sorted(member_names)[:8]} ...)")
+    if len(matches) > 1:
+        raise SourceFormatError(archive, f"several members named {base_name}: {matches}")
+    return matches[0]
+
+
+def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short") -> Iterator[tuple[str, Optional[QA]]]:
+    """Yield (imageId, QA), or (imageId, question id) when the record has no answer."""
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"gqa_answer_style must be one of {ANSWER_STYLES}, got {answer_style!r}")
+    for question_id, record in iter_dict_items(stream, filename):
+        if not isinstance(record, dict) or "imageId" not in record or "question" not in record:
+            raise SourceFormatError(filename, "a question needs 'imageId' and 'question'", question_id)
+        image_id = str(record["imageId"])
+        if "answer" not in record:
+            yield image_id, question_id
+            continue
+        short = str(record["answer"])
+        assistant = short if answer_style == "short" else _full_answer(record, question_id, filename)
+        yield image_id, QA(
+            question_id=question_id,
+            question=str(record["question"]),
+            answer=assistant,
+            answers=(short,),
+            question_type=_detailed_type(record),
+            answer_type=answer_type(short),
+        )
+
+
+def answer_type(short_answer: str) -> str:
+    """GQA has no answer types; derive the VQA ones from the short answer."""
+    if short_answer in ("yes", "no"):
+        return "yes/no"
+    if short_answer.isascii() and short_answer.isdigit():
+        return "number"
+    return "other"
+
+
+def _full_answer(record: dict, question_id: str, filename: str) -> str:
+    if "fullAnswer" not in record:
+        raise SourceFormatError(filename, "gqa_answer_style='full' needs 'fullAnswer'", question_id)
+    return str(record["fullAnswer"])
+
+
+def _detailed_type(record: dict) -> str:
+    types = record.get("types") or {}
+    return str(types.get("detailed", ""))

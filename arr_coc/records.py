@@ -1,0 +1,56 @@
+"""The compact records the readers keep: only the fields a row needs."""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(slots=True, frozen=True)
+class Question:
+    """A VQA question before its annotation is joined (VQAv2, OK-VQA)."""
+
+    question_id: str
+    image_id: str
+    question: str
+
+
+@dataclass(slots=True, frozen=True)
+class Annotation:
+    """The answer side of a VQA question (VQAv2, OK-VQA)."""
+
+    question_id: str
+    image_id: str
+    answer: str  # what the assistant says
+    answers: tuple[str, ...]  # every reference answer, in answer_id order
+    question_type: str
+    answer_type: str
+
+
+@dataclass(slots=True, frozen=True)
+class QA:
+    """A question with its answer: one user/assistant turn pair."""
+
+    question_id: str
+    question: str
+    answer: str
+    answers: tuple[str, ...]
+    question_type: str
+    answer_type: str
+
+
+@dataclass(slots=True, frozen=True)
+class Caption:
+    caption_id: int
+    image_id: str
+    text: str  # normalised
+
+
+@dataclass(slots=True)
+class ImageItems:
+    """Everything one selected image carries into rows, and what it cannot carry."""
+
+    image_id: str
+    file_name: Optional[str] = None
+    questions: dict = field(default_factory=dict)  # question_id -> question text, awaiting its annotation
+    qas: list = field(default_factory=list)  # list[QA]
+    unanswered: list = field(default_factory=list)  # question ids without annotation, or the reverse
+    captions: list = field(default_factory=list)  # list[Caption]

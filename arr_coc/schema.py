@@ -1,0 +1,39 @@
+"""The example schema of the contract (DESIGN.md, "Example schema"): names, order and ClassLabels."""
+
+import datasets
+
+SOURCES = ("vqav2", "gqa", "okvqa", "coco")
+TASKS = ("vqa", "caption")
+ANSWER_TYPES = ("yes/no", "number", "other")
+SPLITS = ("train", "validation")
+
+DEFAULT_VQA_PROMPT_SUFFIX = "\nAnswer the question using a single word or phrase."
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "conversations": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+        "source": datasets.ClassLabel(names=list(SOURCES)),
+        "task": datasets.ClassLabel(names=list(TASKS)),
+        "metadata": {
+            "image_id": datasets.Value("string"),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            "original_split": datasets.Value("string"),
+            "qa": datasets.List(
+                {
+                    "question_id": datasets.Value("string"),
+                    "question_type": datasets.Value("string"),
+                    "answer_type": datasets.ClassLabel(names=list(ANSWER_TYPES)),
+                    "answers": datasets.List(datasets.Value("string")),
+                }
+            ),
+            "captions": datasets.List(datasets.Value("string")),
+        },
+    }
+)
+
+
+def row_id(source: str, original_split: str, image_id: str, chunk: int) -> str:
+    return f"{source}/{original_split}/{image_id}/{chunk}"

@@ -1,0 +1,64 @@
+"""What one build read, wrote and skipped, per source and split (the build report's "sources").
+
+Shards may run in other processes (`num_proc`) or DataLoader workers, so each shard writes its
+figures to a small JSON file in a directory shared by the whole build, and `merge` adds them up.
+Invariant for every source and split: items_selected == items_written + sum(skipped.values()).
+"""
+
+import glob
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ShardStats:
+    source: str
+    split: str
+    part: int
+    items_total: int = 0  # the whole split's items: every part reads the whole file, so parts agree
+    items_selected: int = 0
+    items_written: int = 0
+    rows_written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.skipped[reason] += count
+
+    def write(self, stats_dir: str, shard_index: int) -> None:
+        record = {
+            "source": self.source,
+            "split": self.split,
+            "part": self.part,
+            "items_total": self.items_total,
+            "items_selected": self.items_selected,
+            "items_written": self.items_written,
+            "rows_written": self.rows_written,
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+        path = os.path.join(stats_dir, f"{self.split}-{shard_index:05d}.json")
+        with open(path + ".tmp", "w") as handle:
+            json.dump(record, handle)
+        os.replace(path + ".tmp", path)  # a reader never sees half a file
+
+
+def merge(stats_dir: str) -> dict:
+    """{source: {split: {items_total, items_selected, items_written, rows_written, skipped}}}."""
+    merged: dict = {}
+    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
+        with open(path) as handle:
+            shard = json.load(handle)
+        into = merged.setdefault(shard["source"], {}).setdefault(
+            shard["split"], {"items_total": 0, "items_selected": 0, "items_written": 0, "rows_written": 0, "skipped": {}}
+        )
+        into["items_total"] = max(into["items_total"], shard["items_total"])
+        for key in ("items_selected", "items_written", "rows_written"):
+            into[key] += shard[key]
+        for reason, count in shard["skipped"].items():
+            into["skipped"][reason] = into["skipped"].get(reason, 0) + count
+    for splits in merged.values():
+        for split_stats in splits.values():
+            split_stats["skipped"] = dict(sorted(split_stats["skipped"].items()))
+    return merged

@@ -1,0 +1,216 @@
+"""arr-coc-vqa-training: VQAv2, GQA, OK-VQA and COCO Captions as conversation-format examples.
+
+This builder is the source of truth for every row of the dataset. It reads the four sources in
+their official raw formats, from a mirror (`data_dir`: a directory or an http(s) base URL holding
+the official archives) or from the official URLs, and yields one row per image of one source:
+all of that image's questions as a multi-turn conversation, or a caption turn for COCO.
+
+The Hub repository ships what this builder generates (Parquet shards + README YAML, written by
+`scripts/build.py`), because datasets >= 4 no longer runs loading scripts. Use it directly with
+    builder = ArrCocVqa(config_name="small", data_dir="/path/to/mirror")
+    builder.download_and_prepare(); builder.as_dataset()      # or builder.as_streaming_dataset()
+"""
+
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+import datasets
+from datasets.builder import Key
+
+# The helpers live in the `arr_coc` package beside this file; make them importable however the
+# script is loaded (by path, from the repo root, or from a test's temporary copy).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from arr_coc import schema, sources  # noqa: E402
+from arr_coc.remote import is_url, join_location  # noqa: E402
+from arr_coc.shard import RowOptions, ShardSpec, generate_shard  # noqa: E402
+from arr_coc.stats import ShardStats, merge  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = (
+    "VQAv2, GQA (balanced), OK-VQA and COCO Captions 2014 merged into conversation-format examples "
+    "(one image, its questions as user/assistant turns, and metadata) for fine-tuning vision-language models."
+)
+_HOMEPAGE = "https://huggingface.co/datasets/NorthHead/arr-coc-vqa-training"
+_LICENSE = "cc-by-4.0 (annotations); images follow the COCO/Flickr and Visual Genome terms"
+
+# Each source's images are split by digest into this many shards per split, so that
+# `download_and_prepare(num_proc=2)` runs in parallel and streaming has several shards.
+PARTS_PER_SOURCE = 2
+
+
+@dataclass
+class ArrCocVqaConfig(datasets.BuilderConfig):
+    """Config of the merged dataset; every field can be overridden as a builder kwarg."""
+
+    sources: tuple = schema.SOURCES
+    max_images_train: Optional[int] = None  # per source
+    max_images_validation: Optional[int] = None  # per source
+    turns_per_example: Optional[int] = None  # None = all of an image's questions in one row
+    gqa_answer_style: str = "short"  # "short" (answer) or "full" (fullAnswer)
+    vqa_prompt_suffix: str = schema.DEFAULT_VQA_PROMPT_SUFFIX
+    captions_per_image: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.sources = tuple(self.sources)
+        unknown = [source for source in self.sources if source not in schema.SOURCES]
+        if unknown or not self.sources:
+            raise ValueError(f"sources must be a non-empty subset of {list(schema.SOURCES)}, got {list(self.sources)}")
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"sources lists a source twice: {list(self.sources)}")
+        for name in ("max_images_train", "max_images_validation"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be None or an integer >= 0, got {value!r}")
+        if self.turns_per_example is not None and (not isinstance(self.turns_per_example, int) or self.turns_per_example < 1):
+            raise ValueError(f"turns_per_example must be None or an integer >= 1, got {self.turns_per_example!r}")
+        if self.gqa_answer_style not in ("short", "full"):
+            raise ValueError(f"gqa_answer_style must be 'short' or 'full', got {self.gqa_answer_style!r}")
+        if not isinstance(self.captions_per_image, int) or self.captions_per_image < 1:
+            raise ValueError(f"captions_per_image must be an integer >= 1, got {self.captions_per_image!r}")
+        if not isinstance(self.vqa_prompt_suffix, str):
+            raise ValueError("vqa_prompt_suffix must be a string")
+
+    def image_cap(self, split: str) -> Optional[int]:
+        return self.max_images_train if split == "train" else self.max_images_validation
+
+
+class ArrCocVqa(datasets.GeneratorBasedBuilder):
+    """VQAv2 + GQA + OK-VQA + COCO Captions as multi-turn conversations, one row per image."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = ArrCocVqaConfig
+    BUILDER_CONFIGS = [
+        ArrCocVqaConfig(
+            name="small",
+            version=VERSION,
+            description="At most 1,000 train and 200 validation images per source: a quick look and CI.",
+            max_images_train=1000,
+            max_images_validation=200,
+        ),
+        ArrCocVqaConfig(name="full", version=VERSION, description="Every image of every source."),
+    ]
+    DEFAULT_CONFIG_NAME = "full"
+
+    def _info(self):
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=schema.FEATURES,
+            homepage=_HOMEPAGE,
+            license=_LICENSE,
+        )
+
+    def _split_generators(self, dl_manager):
+        # Shards report their counts here; `build_stats()` adds them up after the build.
+        self.stats_dir = tempfile.mkdtemp(prefix="arr_coc_vqa_stats_")
+        options = RowOptions(
+            vqa_prompt_suffix=self.config.vqa_prompt_suffix,
+            turns_per_example=self.config.turns_per_example,
+            gqa_answer_style=self.config.gqa_answer_style,
+            captions_per_image=self.config.captions_per_image,
+            seed=self.config.seed,
+        )
+        return [
+            datasets.SplitGenerator(
+                name=split,
+                gen_kwargs={"shards": self._shard_specs(split, dl_manager), "options": options, "stats_dir": self.stats_dir},
+            )
+            for split in schema.SPLITS
+        ]
+
+    def _generate_examples(self, shards, options, stats_dir):
+        for spec in shards:
+            stats = ShardStats(spec.source, spec.split, spec.part)
+            for index, row in enumerate(generate_shard(spec, options, stats)):
+                yield Key(spec.index, index), row
+            _check_official_count(spec, stats, self.config.data_dir)
+            stats.write(stats_dir, spec.index)
+
+    def build_stats(self) -> dict:
+        """Per source and split: items_total/selected/written, rows_written and skips by reason.
+
+        Complete once every shard of the last build or stream has been generated.
+        """
+        stats_dir = getattr(self, "stats_dir", None)
+        if stats_dir is None:
+            raise RuntimeError("no build has run in this builder (a cached dataset does not regenerate its counts)")
+        return merge(stats_dir)
+
+    # -- where the files are -------------------------------------------------------------------
+
+    def _shard_specs(self, split: str, dl_manager) -> list[ShardSpec]:
+        specs = []
+        for source in self.config.sources:
+            files = sources.source_files(source, split)
+            questions = (self._annotation_archive(files.questions.archive, source, dl_manager), files.questions.member)
+            annotations = None
+            if files.annotations is not None:
+                annotations = (self._annotation_archive(files.annotations.archive, source, dl_manager), files.annotations.member)
+            cap = self.config.image_cap(split)
+            image_archive, url_template = self._image_source(files, source, cap, dl_manager)
+            for part in range(PARTS_PER_SOURCE):
+                specs.append(
+                    ShardSpec(
+                        index=len(specs),
+                        source=source,
+                        split=split,
+                        original_split=sources.ORIGINAL_SPLITS[source][split],
+                        part=part,
+                        num_parts=PARTS_PER_SOURCE,
+                        cap=cap,
+                        questions=questions,
+                        annotations=annotations,
+                        image_archive=image_archive,
+                        image_folder=files.image_folder,
+                        image_url_template=url_template,
+                    )
+                )
+        return specs
+
+    def _location(self, archive: str, source: str) -> str:
+        data_dir = self.config.data_dir
+        if data_dir is None:
+            return sources.OFFICIAL_URLS[archive]
+        if is_url(data_dir):
+            return join_location(data_dir, archive)
+        path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), archive)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: the mirror has no {archive} (needed by source {source!r})")
+        return path
+
+    def _annotation_archive(self, archive: str, source: str, dl_manager) -> str:
+        # A local path comes back unchanged, a URL is downloaded once into the datasets cache, and
+        # in streaming mode the URL is kept and read lazily.
+        return dl_manager.download(self._location(archive, source))
+
+    def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
+        """(zip archive location, None) or (None, per-image URL template)."""
+        location = self._location(files.image_archive, source)
+        if self.config.data_dir is not None or dl_manager.is_streaming:
+            return location, None  # local zip, or range reads of a remote one
+        if cap is None:
+            return dl_manager.download(location), None  # every image is needed: fetch the archive once
+        if source == "gqa":
+            return location, None  # range reads of images.zip members
+        return None, sources.COCO_IMAGE_URL  # single COCO images: never the 13 GB archive
+
+
+def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:
+    expected = sources.OFFICIAL_ITEM_COUNTS.get((spec.source, spec.split))
+    if data_dir is None and spec.part == 0 and expected is not None and stats.items_total != expected:
+        logger.warning(
+            "%s %s: the official files hold %d items, expected %d: has the release changed?",
+            spec.source,
+            spec.split,
+            stats.items_total,
+            expected,
+        )
