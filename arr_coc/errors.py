@@ -12,4 +12,9 @@ class SourceFormatError(ValueError):
         where = filename if record is None else f"{filename}: record {record}"
         super().__init__(f"{where}: {message}")
         self.filename = filename
+        self.message = message
         self.record = record
+
+    def __reduce__(self):
+        # Shards may fail inside `num_proc` workers; the error must survive the trip back.
+        return type(self), (self.filename, self.message, self.record)

@@ -1,0 +1,59 @@
+"""The dataset card's YAML: this config's `configs:` and `dataset_info:` entries, nothing else.
+
+Uses datasets' own card helpers (what `push_to_hub` writes), so the Hub and `load_dataset` read it
+the way they read any pushed dataset. Other configs and all card prose are kept as they are.
+"""
+
+from typing import Optional
+
+from datasets import DatasetInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+DEFAULT_CONFIG = "full"
+
+# Metadata for a card created from nothing (a build into a fresh directory).
+NEW_CARD_METADATA = {
+    "pretty_name": "ARR-COC VQA training mix",
+    "license": "cc-by-4.0",
+    "language": ["en"],
+    "task_categories": ["visual-question-answering", "image-to-text"],
+    "source_datasets": ["VQAv2", "GQA", "OK-VQA", "COCO Captions"],
+    "tags": ["vqa", "multimodal", "conversations", "vision-language"],
+}
+NEW_CARD_BODY = (
+    "\n# ARR-COC VQA training mix\n\n"
+    "VQAv2, GQA, OK-VQA and COCO Captions as conversation-format examples, built by `scripts/build.py`.\n"
+)
+
+
+def config_entry(config_name: str, splits: list[str]) -> dict:
+    return {"data_files": [{"split": split, "path": f"data/{config_name}/{split}-*"} for split in splits]}
+
+
+def updated_card(readme: Optional[str], config_name: str, info: DatasetInfo, splits: list[str]) -> str:
+    """The README text with this config's YAML entries replaced or added."""
+    if readme is None:
+        card = DatasetCard(f"---\n{DatasetCardData(**NEW_CARD_METADATA).to_yaml()}\n---\n{NEW_CARD_BODY}")
+    else:
+        card = DatasetCard(readme)
+    configs = MetadataConfigs.from_dataset_card_data(card.data)
+    configs[config_name] = config_entry(config_name, splits)
+    _mark_default(configs)
+    # to_dataset_card_data merges with what the card has; drop the stale copies first so that
+    # the `default` flag moves and no entry of this config survives from an earlier build.
+    card.data.pop("configs", None)
+    MetadataConfigs(configs).to_dataset_card_data(card.data)
+    DatasetInfosDict({config_name: info}).to_dataset_card_data(card.data)
+    return card.content if card.content.endswith("\n") else card.content + "\n"
+
+
+def _mark_default(configs: dict) -> None:
+    if DEFAULT_CONFIG not in configs:
+        return
+    for name, entry in configs.items():
+        if name == DEFAULT_CONFIG:
+            entry["default"] = True
+        else:
+            entry.pop("default", None)

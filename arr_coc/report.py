@@ -1,0 +1,34 @@
+"""`data/<config>/build_report.json`: what the build read, wrote and skipped."""
+
+from .schema import SOURCES, SPLITS
+
+
+class ReportInvariantError(AssertionError):
+    pass
+
+
+def build_report(config_name: str, overrides: dict, source_stats: dict, split_rows: dict, split_shards: dict) -> dict:
+    report = {
+        "config": config_name,
+        "config_overrides": overrides,
+        "sources": {source: source_stats[source] for source in SOURCES if source in source_stats},
+        # Not in the contract's minimum; handy to compare with the card without opening Parquet.
+        "splits": {split: {"rows": split_rows[split], "shards": split_shards[split]} for split in SPLITS},
+    }
+    check_invariant(report, split_rows)
+    return report
+
+
+def check_invariant(report: dict, split_rows: dict) -> None:
+    """items_selected == items_written + sum(skipped) everywhere, and the rows add up."""
+    rows = dict.fromkeys(split_rows, 0)
+    for source, splits in report["sources"].items():
+        for split, stats in splits.items():
+            accounted = stats["items_written"] + sum(stats["skipped"].values())
+            if stats["items_selected"] != accounted:
+                raise ReportInvariantError(
+                    f"{source}/{split}: {stats['items_selected']} items selected but {accounted} written or skipped"
+                )
+            rows[split] += stats["rows_written"]
+    if rows != split_rows:
+        raise ReportInvariantError(f"rows counted by the sources {rows} differ from the rows written {split_rows}")
