@@ -30,7 +30,8 @@ if _HERE not in sys.path:
 from arr_coc import schema, sources  # noqa: E402
 from arr_coc.remote import is_url, join_location  # noqa: E402
 from arr_coc.shard import RowOptions, ShardSpec, generate_shard  # noqa: E402
-from arr_coc.stats import ShardStats, merge  # noqa: E402
+from arr_coc.errors import SourceFormatError  # noqa: E402
+from arr_coc.stats import ShardStats, failures, merge, record_failure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,12 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, shards, options, stats_dir):
         for spec in shards:
             stats = ShardStats(spec.source, spec.split, spec.part)
-            for index, row in enumerate(generate_shard(spec, options, stats)):
-                yield Key(spec.index, index), row
+            try:
+                for index, row in enumerate(generate_shard(spec, options, stats)):
+                    yield Key(spec.index, index), row
+            except (SourceFormatError, OSError) as error:
+                record_failure(stats_dir, spec.index, error)
+                raise
             _check_official_count(spec, stats, self.config.data_dir)
             stats.write(stats_dir, spec.index)
 
@@ -144,6 +149,11 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if stats_dir is None:
             raise RuntimeError("no build has run in this builder (a cached dataset does not regenerate its counts)")
         return merge(stats_dir)
+
+    def build_failures(self) -> list[str]:
+        """One-line reasons of the shards that failed in the last build (also from `num_proc` workers)."""
+        stats_dir = getattr(self, "stats_dir", None)
+        return failures(stats_dir) if stats_dir else []
 
     # -- where the files are -------------------------------------------------------------------
 

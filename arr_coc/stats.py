@@ -62,3 +62,18 @@ def merge(stats_dir: str) -> dict:
         for split_stats in splits.values():
             split_stats["skipped"] = dict(sorted(split_stats["skipped"].items()))
     return merged
+
+
+def record_failure(stats_dir: str, shard_index: int, error: BaseException) -> None:
+    """Keep a failing shard's one-line reason: from a `num_proc` worker only a traceback string returns."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    with open(os.path.join(stats_dir, f"failure-{shard_index:05d}.txt"), "w") as handle:
+        handle.write(message)
+
+
+def failures(stats_dir: str) -> list[str]:
+    messages = []
+    for path in sorted(glob.glob(os.path.join(stats_dir, "failure-*.txt"))):
+        with open(path) as handle:
+            messages.append(handle.read())
+    return messages

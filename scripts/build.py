@@ -92,7 +92,13 @@ def build(args: argparse.Namespace) -> str:
         builder = ArrCocVqa(
             config_name=args.config, data_dir=args.data_dir, cache_dir=os.path.join(staging, "cache"), **args.overrides
         )
-        builder.download_and_prepare(num_proc=args.num_proc if args.num_proc > 1 else None)
+        try:
+            builder.download_and_prepare(num_proc=args.num_proc if args.num_proc > 1 else None)
+        except Exception as error:
+            reasons = builder.build_failures()
+            if reasons:
+                raise BuildError(reasons[0]) from error
+            raise
         built = builder.as_dataset()
         shards_dir = os.path.join(staging, "data", args.config)
         info, split_rows, split_shards = _export(built, shards_dir, args)
@@ -157,7 +163,7 @@ def one_line_reason(error: BaseException) -> str:
     while error is not None and error not in chain:
         chain.append(error)
         error = error.__cause__ or error.__context__
-    for kind in (SourceFormatError, FileNotFoundError, ReportInvariantError, BuildError, ValueError):
+    for kind in (BuildError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
         for candidate in chain:
             if isinstance(candidate, kind):
                 return " ".join(str(candidate).split())
