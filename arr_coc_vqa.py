@@ -102,6 +102,19 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "full"
 
+    def _create_builder_config(self, config_name=None, custom_features=None, config_id=None, **config_kwargs):
+        builder_config, config_id = super()._create_builder_config(
+            config_name, custom_features, config_id, **config_kwargs
+        )
+        # datasets skips kwargs whose value is None, but None is meaningful here (no image cap,
+        # all turns in one row); it also never re-validates an overridden config.
+        for key, value in config_kwargs.items():
+            if value is None and getattr(builder_config, key, None) is not None:
+                setattr(builder_config, key, None)
+        if config_kwargs:
+            builder_config.__post_init__()
+        return builder_config, config_id
+
     def _info(self):
         return datasets.DatasetInfo(
             description=_DESCRIPTION,

@@ -1,0 +1,52 @@
+"""Shared test helpers: mirrors, builders, and row access the way users load data."""
+
+import hashlib
+import os
+import sys
+import zipfile
+
+import datasets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import make_sample_mirror  # noqa: E402
+from arr_coc_vqa import ArrCocVqa  # noqa: E402
+
+SPLITS = ("train", "validation")
+
+
+def make_mirror(path, **kwargs) -> dict:
+    return make_sample_mirror.write_sample_mirror(str(path), **kwargs)
+
+
+def raw_rows(dataset) -> list[dict]:
+    """Rows with image bytes instead of PIL images (map-style or streaming)."""
+    if isinstance(dataset, datasets.IterableDataset):
+        return list(dataset.decode(False))
+    return list(dataset.cast_column("image", datasets.Image(decode=False)))
+
+
+def prepared(mirror, cache_dir, config_name="full", num_proc=None, **overrides):
+    builder = ArrCocVqa(config_name=config_name, data_dir=str(mirror), cache_dir=str(cache_dir), **overrides)
+    builder.download_and_prepare(num_proc=num_proc)
+    return builder
+
+
+def image_member(row: dict) -> tuple[str, str]:
+    """(archive, member) the row's image comes from, by the official naming."""
+    source = row["source"] if isinstance(row["source"], str) else ("vqav2", "gqa", "okvqa", "coco")[row["source"]]
+    if source == "gqa":
+        return "images.zip", f"images/{row['image']['path']}"
+    split = row["metadata"]["original_split"]
+    return f"{split}.zip", f"{split}/{row['image']['path']}"
+
+
+def member_sha256(mirror, archive: str, member: str) -> str:
+    with zipfile.ZipFile(os.path.join(str(mirror), archive)) as handle:
+        return hashlib.sha256(handle.read(member)).hexdigest()
+
+
+def smallest_digest_images(source: str, image_ids, cap: int) -> set:
+    return set(sorted(image_ids, key=lambda image_id: hashlib.sha1(f"{source}:{image_id}".encode()).hexdigest())[:cap])

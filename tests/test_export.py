@@ -1,0 +1,248 @@
+"""scripts/build.py exports, and users load the result with load_dataset, as on the Hub."""
+
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from helpers import ROOT, SPLITS, make_mirror, prepared, raw_rows
+
+import build
+import push_to_hub
+from arr_coc.export import shard_count
+
+BUILD = os.path.join(ROOT, "scripts", "build.py")
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mirror")
+    make_mirror(path, images_per_split=10, questions_per_image=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_repo(mirror, tmp_path_factory):
+    # Named unlike the builder script (a dir called arr_coc_vqa would make load_dataset refuse it).
+    repo = tmp_path_factory.mktemp("hub-repo")
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    return repo
+
+
+def shard_files(repo, config, split):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-*")))
+
+
+def tree_digest(repo) -> dict:
+    digests = {}
+    for path in sorted(glob.glob(os.path.join(str(repo), "**"), recursive=True)):
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                digests[os.path.relpath(path, str(repo))] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
+
+
+def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_path):
+    loaded = datasets.load_dataset(str(small_repo), "small")
+    builder = prepared(mirror, tmp_path, "small")
+    expected = builder.as_dataset()
+    for split in SPLITS:
+        assert raw_rows(loaded[split]) == raw_rows(expected[split])
+        assert loaded[split].features == expected[split].features
+    assert loaded["train"].features["source"].names == ["vqav2", "gqa", "okvqa", "coco"]
+    assert loaded["train"][0]["image"].size[0] > 0  # decodes to a PIL image
+
+
+def test_default_config_names_splits_and_infos(small_repo):
+    assert datasets.get_dataset_config_names(str(small_repo)) == ["small"]
+    assert datasets.get_dataset_split_names(str(small_repo), "small") == ["train", "validation"]
+    default = datasets.load_dataset(str(small_repo))
+    infos = datasets.get_dataset_infos(str(small_repo))
+    assert "default" not in infos
+    for split in SPLITS:
+        assert infos["small"].splits[split].num_examples == len(default[split]) > 0
+
+
+def test_streaming_gives_the_same_rows_one_shard_per_file(small_repo):
+    for split in SPLITS:
+        loaded = datasets.load_dataset(str(small_repo), "small", split=split)
+        streamed = datasets.load_dataset(str(small_repo), "small", split=split, streaming=True)
+        assert streamed.num_shards == len(shard_files(small_repo, "small", split))
+        assert raw_rows(streamed) == raw_rows(loaded)
+
+
+def test_shard_names_counts_schema_and_metadata(small_repo):
+    for split in SPLITS:
+        rows = datasets.get_dataset_infos(str(small_repo))["small"].splits[split].num_examples
+        files = shard_files(small_repo, "small", split)
+        count = shard_count(rows, 0)
+        assert count == (8 if rows >= 8 else 2 ** (rows.bit_length() - 1))
+        assert files == [f"{split}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+        schemas = set()
+        for name in files:
+            parquet = pq.ParquetFile(os.path.join(str(small_repo), "data", "small", name))
+            assert b"huggingface" in parquet.schema_arrow.metadata
+            assert parquet.metadata.row_group(0).column(0).has_offset_index  # page index written
+            schemas.add(parquet.schema_arrow.to_string(show_schema_metadata=False))
+        assert len(schemas) == 1
+
+
+def test_shard_count_rule():
+    mb = 1000 * 1000
+    assert shard_count(10_000, 100 * mb) == 8
+    assert shard_count(10_000, 4100 * mb) == 16  # 8 shards would exceed 500 MB each
+    assert shard_count(5, 1) == 4 and shard_count(1, 1) == 1 and shard_count(8, 1) == 8
+
+
+def test_build_report_keys_and_invariant(small_repo):
+    with open(os.path.join(str(small_repo), "data", "small", "build_report.json")) as handle:
+        report = json.load(handle)
+    assert report["config"] == "small" and report["config_overrides"] == {}
+    infos = datasets.get_dataset_infos(str(small_repo))["small"]
+    for split in SPLITS:
+        rows = 0
+        for source in ("vqav2", "gqa", "okvqa", "coco"):
+            stats = report["sources"][source][split]
+            assert set(stats) == {"items_total", "items_selected", "items_written", "rows_written", "skipped"}
+            assert stats["items_selected"] == stats["items_written"] + sum(stats["skipped"].values())
+            rows += stats["rows_written"]
+        assert rows == infos.splits[split].num_examples
+
+
+def test_two_configs_full_is_default_and_prose_survives(mirror, tmp_path):
+    repo = tmp_path / "two-configs"
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), "--max-images-train", "3"]) == 0
+    readme = repo / "README.md"
+    paragraph = "\nA paragraph written by hand, with *markdown* and a trailing space. \n"
+    readme.write_text(readme.read_text() + paragraph)
+    assert build.main(["--config", "full", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), "--max-images-train", "3"]) == 0
+    assert readme.read_text().endswith(paragraph)
+    assert datasets.get_dataset_config_names(str(repo)) == ["full", "small"]
+    assert datasets.load_dataset_builder(str(repo)).config.name == "full"
+    infos = datasets.get_dataset_infos(str(repo))
+    for config in ("small", "full"):
+        loaded = datasets.load_dataset(str(repo), config, split="train")
+        assert len(loaded) == infos[config].splits["train"].num_examples
+    assert infos["small"].splits["train"].num_examples < infos["full"].splits["train"].num_examples
+    card = readme.read_text()
+    assert card.count("config_name: small") == 2 and card.count("default: true") == 1
+
+
+def test_rebuild_with_fewer_shards_leaves_no_stale_shard(mirror, tmp_path):
+    repo = tmp_path / "rebuild"
+    args = ["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]
+    assert build.main(args + ["--num-shards", "4"]) == 0
+    assert len(shard_files(repo, "small", "train")) == 4
+    assert build.main(args + ["--num-shards", "2"]) == 0
+    assert shard_files(repo, "small", "train") == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert len(datasets.load_dataset(str(repo), "small", split="train")) == datasets.get_dataset_infos(str(repo))["small"].splits["train"].num_examples
+    assert not os.path.exists(repo / ".build-staging")
+
+
+def test_failed_build_exits_non_zero_and_leaves_everything_untouched(mirror, tmp_path):
+    repo = tmp_path / "failing"
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    before = tree_digest(repo)
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    archive, member = bad / "v2_Annotations_Train_mscoco.zip", "v2_mscoco_train2014_annotations.json"
+    data = zipfile.ZipFile(archive).read(member)
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr(member, data[: len(data) * 2 // 3])
+    for num_proc in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, BUILD, "--config", "small", "--data-dir", str(bad), "--output-dir", str(repo), "--num-proc", num_proc],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode != 0
+        error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and "v2_Annotations_Train_mscoco.zip" in error_lines[0] and member in error_lines[0]
+        assert "Traceback" not in result.stderr
+        assert tree_digest(repo) == before
+
+
+def test_usage_errors_are_clear(tmp_path):
+    for args, message in (
+        (["--config", "medium"], "invalid choice: 'medium'"),
+        (["--config", "small", "--max-images-train", "ten"], "expected an integer or none"),
+        (["--config", "small", "--num-shards", "0"], "must be >= 1"),
+    ):
+        result = subprocess.run([sys.executable, BUILD, *args], capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr
+
+
+def readme_snippet(name: str) -> dict:
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        text = handle.read()
+    blocks = re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", text, flags=re.S)
+    namespace = {}
+    [code] = [code for code, snippet in blocks if snippet == name]
+    exec(code, namespace)  # noqa: S102 - the README's own example code
+    return namespace
+
+
+def test_readme_trl_snippet_gives_messages_and_image(small_repo):
+    to_trl = readme_snippet("trl")["to_trl"]
+    dataset = to_trl(datasets.load_dataset(str(small_repo), "small", split="train"))
+    assert set(dataset.column_names) == {"messages", "image"}
+    for row in dataset.select(range(5)):
+        assert row["image"].size[0] > 0
+        roles = [message["role"] for message in row["messages"]]
+        assert roles[0] == "user" and roles == ["user", "assistant"] * (len(roles) // 2)
+        assert all(isinstance(message["content"], str) for message in row["messages"])
+
+
+def test_readme_qwen_snippet_puts_one_image_first(small_repo):
+    to_qwen_messages = readme_snippet("qwen")["to_qwen_messages"]
+    dataset = datasets.load_dataset(str(small_repo), "small", split="train")
+    for row in dataset:
+        messages = to_qwen_messages(row)
+        items = [item for message in messages for item in message["content"]]
+        images = [item for item in items if item["type"] == "image"]
+        assert len(images) == 1 and messages[0]["role"] == "user" and messages[0]["content"][0] is images[0]
+        assert images[0]["image"] is row["image"]
+        texts = [item["text"] for item in items if item["type"] == "text"]
+        assert texts == [turn["content"] for turn in row["conversations"]]
+
+
+def test_push_dry_run_lists_exactly_the_repo_files_and_no_token(small_repo, capsys, monkeypatch, tmp_path):
+    built, small_repo = small_repo, tmp_path / "push-repo"
+    shutil.copytree(built, small_repo)  # the junk below must not reach the other tests' repo
+    secret = "hf_" + "x" * 34
+    monkeypatch.setenv("HF_TOKEN", secret)
+    for junk in (".env", "scratch/junk.parquet", ".venv/lib/x.py", "tests/__pycache__/a.pyc", ".build-staging/small-1/a.parquet"):
+        path = small_repo / junk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"HF_TOKEN={secret}")
+    for wanted in ("arr_coc_vqa.py", "arr_coc/schema.py", "scripts/build.py", "tests/test_export.py", ".gitattributes"):
+        path = small_repo / wanted
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# copy")
+    assert push_to_hub.main(["--dry-run", "--repo-dir", str(small_repo)]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split()[-1] for line in out.splitlines()[:-1]]
+    expected = sorted(
+        ["README.md", ".gitattributes", "arr_coc_vqa.py", "arr_coc/schema.py", "scripts/build.py", "tests/test_export.py"]
+        + [f"data/small/{name}" for split in SPLITS for name in shard_files(small_repo, "small", split)]
+        + ["data/small/build_report.json"]
+    )
+    assert sorted(listed) == expected
+    total = sum(os.path.getsize(small_repo / path) for path in expected)
+    assert f"{total:,d}" in out.splitlines()[-1]
+    assert secret not in out
+
+
+def test_push_takes_no_token_on_the_command_line():
+    with pytest.raises(SystemExit) as raised:
+        push_to_hub.main(["--token", "hf_secret", "--dry-run"])
+    assert raised.value.code == 2
