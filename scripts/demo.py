@@ -47,10 +47,22 @@ def main() -> int:
 
     dataset = load_dataset(repo, "small")
     print(dataset)
-    row = dataset["train"][0]
+    train = dataset["train"]
+    row = train[0]
     image = row.pop("image")
+    # Show ClassLabel values by name, as the dataset viewer does.
+    row["source"] = train.features["source"].int2str(row["source"])
+    row["task"] = train.features["task"].int2str(row["task"])
+    answer_types = train.features["metadata"]["qa"].feature["answer_type"]
+    for qa in row["metadata"]["qa"]:
+        qa["answer_type"] = answer_types.int2str(qa["answer_type"])
     print(f"first train row (image: {image.format} {image.mode} {image.size[0]}x{image.size[1]}):")
-    print(json.dumps(row, indent=2, ensure_ascii=False))
+    for key, value in row.items():
+        if key == "metadata":
+            for meta_key, meta_value in value.items():
+                print(f"  metadata.{meta_key}: {json.dumps(meta_value, ensure_ascii=False)}")
+        else:
+            print(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
     return 0
 
 
