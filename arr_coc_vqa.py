@@ -218,13 +218,13 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
     def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
         """(zip archive location, None) or (None, per-image URL template)."""
         location = self._location(files.image_archive, source)
-        if self.config.data_dir is not None or dl_manager.is_streaming:
-            return location, None  # local zip, or range reads of a remote one
-        if cap is None:
+        if self.config.data_dir is not None:
+            return location, None  # a local zip, or range reads of a mirror's
+        if cap is not None and source != "gqa":
+            return None, sources.COCO_IMAGE_URL  # single COCO images: never the 13 GB archive
+        if cap is None and not dl_manager.is_streaming:
             return dl_manager.download(location), None  # every image is needed: fetch the archive once
-        if source == "gqa":
-            return location, None  # range reads of images.zip members
-        return None, sources.COCO_IMAGE_URL  # single COCO images: never the 13 GB archive
+        return location, None  # range reads of the official archive (GQA images.zip members)
 
 
 def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:

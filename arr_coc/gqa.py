@@ -6,7 +6,7 @@ the zip root, big_vision implies a `questions1.2/` folder: both are accepted.
 """
 
 import posixpath
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
 from .jsonstream import iter_dict_items
@@ -25,7 +25,7 @@ def find_question_member(member_names: list[str], base_name: str, archive: str) 
     return matches[0]
 
 
-def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short") -> Iterator[tuple[str, Optional[QA]]]:
+def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short") -> Iterator[tuple[str, QA | str]]:
     """Yield (imageId, QA), or (imageId, question id) when the record has no answer."""
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"gqa_answer_style must be one of {ANSWER_STYLES}, got {answer_style!r}")
