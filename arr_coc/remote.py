@@ -1,20 +1,45 @@
 """Opening source archives that may be local files or http(s) URLs.
 
 Zip archives are opened for random access: a local file directly, a URL through HTTP range
-requests (fsspec), so that a member costs a few range reads and a 20 GB image archive is never
-downloaded to read a few hundred images.
+requests (fsspec), so that a 20 GB image archive is never downloaded to read a few hundred images.
+Over HTTP, opening an archive costs a HEAD and three small range GETs (end record, zip64 locator,
+central directory), and reading a member of up to `MAX_MEMBER_PREFETCH` bytes costs exactly one
+range GET for that member's bytes. A server that ignores Range requests gets a clear error instead
+of a silent download of the whole archive.
 """
 
 import os
 import zipfile
 from typing import BinaryIO
 
+import fsspec
+from fsspec.caching import ReadAheadCache
+
 from .errors import SourceFormatError
 
-# Small blocks: an image member is ~50-150 kB, and a bigger readahead would fetch neighbours we do
-# not need. Annotation members are read sequentially, where a larger block saves round trips.
+# Readahead for reads the member prefetch does not cover: the zip directory and members larger
+# than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
 IMAGE_BLOCK_SIZE = 256 * 1024
 STREAM_BLOCK_SIZE = 8 * 1024 * 1024
+# A member up to this size is fetched in one exact range request when it is opened (every image;
+# small annotation files); bigger ones are streamed in readahead blocks instead of held in memory.
+MAX_MEMBER_PREFETCH = 16 * 1024 * 1024
+# The local file header's extra field may be longer than the central directory's copy (Info-ZIP
+# writes fuller timestamps locally); the prefetched span covers that much difference.
+_LOCAL_HEADER_SLACK = 1024
+_LOCAL_HEADER_SIZE = 30  # fixed part of a zip local file header
+_FSSPEC_NO_RANGE = "doesn't appear to support range requests"  # fsspec's ValueError for a 200 to a ranged GET
+
+
+class RangeRequestsUnsupported(SourceFormatError):
+    """An http(s) mirror whose server cannot serve byte ranges of an archive."""
+
+
+def _no_range_reason(evidence: str) -> str:
+    return (
+        f"the HTTP server does not support Range requests ({evidence}); zip archives are read by range requests, "
+        "so serve the mirror with a Range-capable server or use a local directory"
+    )
 
 
 def is_url(location: str) -> bool:
@@ -31,35 +56,99 @@ def open_binary(location: str, block_size: int) -> BinaryIO:
     """A seekable binary file for a local path or an http(s) URL."""
     if not is_url(location):
         return open(location, "rb")
-    import fsspec  # only needed for remote sources
-
     fs = fsspec.filesystem("http")
     try:
-        handle = fs.open(location, "rb", block_size=block_size, cache_type="readahead")
+        info = fs.info(location)  # HEAD: the size, and whether the server refuses ranges outright
     except FileNotFoundError:
         raise FileNotFoundError(f"{location}: not found on the server") from None
-    if not handle.seekable():
-        raise SourceFormatError(
-            location, "the server did not report a size or refused range requests; a zip archive needs HTTP Range support"
-        )
+    size = info.get("size")
+    if size is None:
+        raise SourceFormatError(location, "the server reported no file size (Content-Length), which range reads need")
+    if size == 0:
+        raise SourceFormatError(location, "the server sent an empty file")
+    if info.get("partial") is False:
+        raise RangeRequestsUnsupported(location, _no_range_reason("it answers Accept-Ranges: none"))
+    # Passing the size keeps fsspec from a second HEAD and from its streaming (non-seekable) file.
+    handle = fs.open(location, "rb", block_size=block_size, size=size, cache_type="none")
+    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location), size)
     return handle
 
 
 def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE) -> zipfile.ZipFile:
     handle = open_binary(location, block_size)
     try:
-        return zipfile.ZipFile(handle)
+        return ArchiveZipFile(handle)
     except zipfile.BadZipFile as error:
         handle.close()
         raise SourceFormatError(location, f"not a readable zip archive ({error})") from None
-    except ValueError as error:  # fsspec: the server ignored the Range header
+    except SourceFormatError:
         handle.close()
-        raise SourceFormatError(location, f"cannot read the zip directory by HTTP range requests ({error})") from None
+        raise
 
 
 def read_url(url: str) -> bytes:
     """A whole small file (one image) from a URL; FileNotFoundError when the server has none."""
-    import fsspec
-
     with fsspec.open(url, "rb") as handle:
         return handle.read()
+
+
+class ArchiveZipFile(zipfile.ZipFile):
+    """A zip archive that owns its file handle and, over HTTP, fetches each member in one request."""
+
+    def open(self, name, mode="r", pwd=None, *, force_zip64=False):
+        cache = getattr(self.fp, "cache", None)
+        if mode == "r" and isinstance(cache, MemberSpanCache):
+            info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
+            if info.compress_size <= MAX_MEMBER_PREFETCH:
+                cache.prefetch(*_member_span(info))
+        return super().open(name, mode, pwd=pwd, force_zip64=force_zip64)
+
+    def close(self):
+        handle = self.fp
+        super().close()
+        if handle is not None:
+            handle.close()  # ZipFile leaves a file object it was given open
+
+
+def _member_span(info: zipfile.ZipInfo) -> tuple[int, int]:
+    """Byte range of a member's local header and compressed data, from its central directory entry."""
+    # The UTF-8 length is never shorter than the stored name (cp437 or UTF-8).
+    header = _LOCAL_HEADER_SIZE + len(info.filename.encode("utf-8")) + len(info.extra) + _LOCAL_HEADER_SLACK
+    return info.header_offset, info.header_offset + header + info.compress_size
+
+
+class MemberSpanCache(ReadAheadCache):
+    """fsspec's readahead cache plus `prefetch(start, end)`: one request for exactly one span.
+
+    Readahead alone fetches `block_size` bytes past every member header: with 50-150 kB images that
+    is the next few images too, so a capped build would pull much of an archive it barely needs.
+    """
+
+    name = "arr_coc_member_span"
+
+    def prefetch(self, start: int, end: int) -> None:
+        end = min(end, self.size)
+        if start >= end or (self.start <= start and end <= self.end):
+            return
+        self.miss_count += 1
+        self.total_requested_bytes += end - start
+        self.cache = self.fetcher(start, end)
+        self.start, self.end = start, start + len(self.cache)
+
+
+def _range_fetcher(handle, location: str):
+    """The handle's ranged GET, with fsspec's no-Range ValueError turned into our one-line error."""
+
+    def fetch(start: int, end: int) -> bytes:
+        try:
+            data = handle._fetch_range(start, end)
+        except ValueError as error:
+            if _FSSPEC_NO_RANGE in str(error):
+                raise RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file")) from None
+            raise
+        if len(data) != end - start:
+            reason = f"the server sent {len(data)} bytes for the range {start}-{end - 1}: has the file changed?"
+            raise SourceFormatError(location, reason)
+        return data
+
+    return fetch

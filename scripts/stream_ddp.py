@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Stream a config the way multi-GPU training does, and report what every rank read and how fast.
+
+    torchrun --nproc_per_node=2 scripts/stream_ddp.py --repo NorthHead/arr-coc-vqa-training --config small \
+        [--split train] [--num-workers 2] [--batch-size 8] [--epochs 1] [--shuffle-buffer N --seed S] \
+        [--no-decode] [--max-rows N] [--ids-out DIR] [--check]
+    python scripts/stream_ddp.py --repo REPO_DIR_OR_HUB_ID --config small     # one process, no torchrun
+
+Each rank runs the pipeline a training script would:
+    load_dataset(repo, config, split, streaming=True) -> [shuffle(seed, buffer_size)]
+    -> split_dataset_by_node(rank, world_size) -> set_epoch(e) -> DataLoader(num_workers)
+and logs its row count, time to first batch and rows/s. Under torch.distributed (gloo: only
+small Python objects travel between ranks, no GPU needed) rank 0 also logs the per-rank counts,
+and with `--check` gathers every rank's row ids and verifies that the ranks are disjoint and
+together complete. `--ids-out DIR` writes `ids-epoch{E}-rank{R}.txt`, one row id per line, in
+the order the rank received them.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import datasets
+import torch.distributed as dist
+from datasets.distributed import split_dataset_by_node
+from torch.utils.data import DataLoader
+
+logger = logging.getLogger("stream_ddp")
+
+
+@dataclass
+class EpochResult:
+    ids: list
+    seconds: float
+    first_batch_seconds: Optional[float]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    rank, world_size = init_distributed(args.backend)
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s rank {rank}/{world_size}: %(message)s")
+    try:
+        source = load_split(args)
+        check_shard_rule(source.num_shards, world_size, args.num_workers, rank)
+        dataset = split_dataset_by_node(source, rank=rank, world_size=world_size)
+        expected_rows = split_rows(source, args.split)
+        ok = True
+        for epoch in range(args.epochs):
+            dataset.set_epoch(epoch)  # changes the shuffle (and, in datasets 5, the shard order) per epoch
+            result = stream_epoch(dataset, args)
+            report_rank(rank, epoch, result, args.num_workers)
+            if args.ids_out:
+                write_ids(args.ids_out, epoch, rank, result.ids)
+            ok = summarize(epoch, rank, world_size, result, args, expected_rows) and ok
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0 if ok else 1
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", required=True, help="Hub dataset id or a local repository directory")
+    parser.add_argument("--config", default="small", help="config name (default: small)")
+    parser.add_argument("--split", default="train", help="split (default: train)")
+    parser.add_argument("--num-workers", type=_non_negative_int, default=2, help="DataLoader workers per rank (default: 2)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8)
+    parser.add_argument("--epochs", type=_positive_int, default=1)
+    parser.add_argument("--shuffle-buffer", type=_non_negative_int, default=0, help="shuffle buffer size; 0 = no shuffle")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed; must be the same on every rank")
+    parser.add_argument("--no-decode", action="store_true", help="keep images as JPEG bytes instead of decoding to PIL")
+    parser.add_argument("--max-rows", type=_positive_int, help="stop each rank after about N rows per epoch")
+    parser.add_argument("--ids-out", help="directory for ids-epoch{E}-rank{R}.txt files")
+    parser.add_argument("--check", action="store_true", help="gather all row ids and check disjoint + complete ranks")
+    parser.add_argument("--backend", default="gloo", help="torch.distributed backend under torchrun (default: gloo)")
+    return parser.parse_args(argv)
+
+
+def init_distributed(backend: str) -> tuple[int, int]:
+    """(rank, world_size): from torchrun's environment, or (0, 1) for a plain `python` run."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def load_split(args: argparse.Namespace) -> datasets.IterableDataset:
+    dataset = datasets.load_dataset(args.repo, args.config, split=args.split, streaming=True)
+    if args.no_decode:
+        dataset = dataset.decode(False)
+    if args.shuffle_buffer:
+        # The same seed on every rank: all ranks must agree on the shuffled shard order to split it.
+        dataset = dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer)
+    return dataset
+
+
+def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: int) -> None:
+    """Warn (once, on rank 0) when shards cannot keep every rank and worker busy."""
+    if rank != 0:
+        return
+    if num_shards % world_size:
+        logger.warning(
+            "%d shards do not divide among %d ranks: every rank reads every shard and keeps 1 row in %d",
+            num_shards,
+            world_size,
+            world_size,
+        )
+        return
+    per_rank = num_shards // world_size
+    if num_workers > per_rank:
+        logger.warning("%d shards per rank for %d workers: %d workers per rank stay idle", per_rank, num_workers, num_workers - per_rank)
+    logger.info("%d shards, %d per rank, %d DataLoader workers per rank", num_shards, per_rank, num_workers)
+
+
+def split_rows(dataset: datasets.IterableDataset, split: str) -> Optional[int]:
+    """The split's row count from the card's dataset_info, when the card has one."""
+    splits = dataset.info.splits
+    return splits[split].num_examples if splits and split in splits else None
+
+
+def collate_ids(batch: list[dict]) -> list[str]:
+    # Rows have images of different sizes, which the default collate cannot stack; a training
+    # collator would run the processor here. The ids are all this script needs.
+    return [row["id"] for row in batch]
+
+
+def stream_epoch(dataset: datasets.IterableDataset, args: argparse.Namespace) -> EpochResult:
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers, collate_fn=collate_ids)
+    ids, first_batch = [], None
+    started = time.perf_counter()
+    for batch in loader:
+        if first_batch is None:
+            first_batch = time.perf_counter() - started
+        ids.extend(batch)
+        if args.max_rows and len(ids) >= args.max_rows:
+            break
+    return EpochResult(ids=ids, seconds=time.perf_counter() - started, first_batch_seconds=first_batch)
+
+
+def report_rank(rank: int, epoch: int, result: EpochResult, num_workers: int) -> None:
+    first = "no batch" if result.first_batch_seconds is None else f"first batch after {result.first_batch_seconds:.2f} s"
+    logger.info(
+        "epoch %d: %d rows in %.2f s = %.1f rows/s (%d workers, %s)",
+        epoch,
+        len(result.ids),
+        result.seconds,
+        len(result.ids) / result.seconds if result.seconds else 0.0,
+        num_workers,
+        first,
+    )
+
+
+def write_ids(directory: str, epoch: int, rank: int, ids: list[str]) -> None:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"ids-epoch{epoch}-rank{rank}.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{row_id}\n" for row_id in ids)
+
+
+def summarize(epoch: int, rank: int, world_size: int, result: EpochResult, args, expected_rows: Optional[int]) -> bool:
+    """Rank 0 logs every rank's count and overall rows/s; with --check, False unless disjoint + complete."""
+    mine = {"rows": len(result.ids), "seconds": result.seconds, "ids": result.ids if args.check else None}
+    gathered = [None] * world_size
+    if world_size > 1:
+        dist.all_gather_object(gathered, mine)  # collective: every rank calls it once per epoch
+    else:
+        gathered = [mine]
+    if rank != 0:
+        return True
+    counts = [entry["rows"] for entry in gathered]
+    slowest = max(entry["seconds"] for entry in gathered)
+    logger.info(
+        "epoch %d: rows per rank %s, total %d in %.2f s = %.1f rows/s over %d ranks",
+        epoch,
+        counts,
+        sum(counts),
+        slowest,
+        sum(counts) / slowest if slowest else 0.0,
+        world_size,
+    )
+    if not args.check:
+        return True
+    return check_partition([entry["ids"] for entry in gathered], expected_rows, truncated=args.max_rows is not None)
+
+
+def check_partition(per_rank_ids: list[list[str]], expected_rows: Optional[int], truncated: bool) -> bool:
+    """No row twice (within or across ranks) and, for a whole epoch, as many rows as the card says."""
+    distinct = set().union(*map(set, per_rank_ids))
+    repeated = sum(map(len, per_rank_ids)) - len(distinct)
+    if truncated or expected_rows is None:
+        complete, verdict = True, "not checked" + (" (--max-rows)" if truncated else " (no dataset_info)")
+    else:
+        complete = len(distinct) == expected_rows
+        verdict = f"{len(distinct)} distinct rows of {expected_rows}"
+    logger.info("check: %d rows repeated within or across ranks; completeness: %s", repeated, verdict)
+    if repeated or not complete:
+        logger.error("check failed: the ranks are not disjoint and complete")
+        return False
+    return True
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
