@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 
 from .images import CheckedImage
 from .records import QA, Caption
-from .schema import row_id
+from .schema import ANSWER_TYPES, row_id
 
 CAPTION_INSTRUCTIONS = (
     "Describe this image in one sentence.",
@@ -22,6 +22,9 @@ CAPTION_INSTRUCTIONS = (
     "What does this image show? Describe it briefly.",
     "Caption this image.",
 )
+
+
+ANSWER_TYPE_INDEX = {name: index for index, name in enumerate(ANSWER_TYPES)}
 
 
 def question_order(question_id: str) -> tuple:
@@ -52,7 +55,10 @@ def vqa_rows(
             {
                 "question_id": qa.question_id,
                 "question_type": qa.question_type,
-                "answer_type": qa.answer_type,
+                # The ClassLabel index rather than its name: datasets then finds the first element of
+                # the list already encoded and keeps the list as it is, instead of re-encoding every
+                # element (about half of its per-row encoding time for a GQA image's 13 questions).
+                "answer_type": ANSWER_TYPE_INDEX[qa.answer_type],
                 "answers": list(qa.answers),
             }
             for qa in part

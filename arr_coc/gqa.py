@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
 from .jsonstream import iter_dict_items
-from .records import QA
+from .records import QA, SharedValues
 
 ANSWER_STYLES = ("short", "full")
 
@@ -29,21 +29,22 @@ def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short")
     """Yield (imageId, QA), or (imageId, question id) when the record has no answer."""
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"gqa_answer_style must be one of {ANSWER_STYLES}, got {answer_style!r}")
+    shared = SharedValues()
     for question_id, record in iter_dict_items(stream, filename):
         if not isinstance(record, dict) or "imageId" not in record or "question" not in record:
             raise SourceFormatError(filename, "a question needs 'imageId' and 'question'", question_id)
-        image_id = str(record["imageId"])
+        image_id = shared(str(record["imageId"]))
         if "answer" not in record:
             yield image_id, question_id
             continue
-        short = str(record["answer"])
+        short = shared(str(record["answer"]))
         assistant = short if answer_style == "short" else _full_answer(record, question_id, filename)
         yield image_id, QA(
             question_id=question_id,
             question=str(record["question"]),
             answer=assistant,
-            answers=(short,),
-            question_type=_detailed_type(record),
+            answers=shared((short,)),
+            question_type=shared(_detailed_type(record)),
             answer_type=answer_type(short),
         )
 

@@ -3,8 +3,10 @@
 Bytes are never decoded and re-encoded. A header read gives width/height but does not notice a
 truncated file, so every image is also decoded once at reduced size (PIL `draft`: libjpeg's DCT
 scaling, several times cheaper than a full decode but it still walks all the entropy-coded data).
+Sources that share images remember each image's outcome by content (`CheckMemo`).
 """
 
+import hashlib
 import io
 import posixpath
 import zipfile
@@ -47,14 +49,55 @@ def inspect_image(data: bytes) -> tuple[int, int]:
     return width, height
 
 
+class CheckMemo:
+    """Outcomes of `inspect_image` by content: VQAv2, OK-VQA and COCO captions share the COCO 2014
+    images, so a build meets most of them two or three times and would decode each every time.
+
+    Keyed by the SHA-1 of the bytes (about 0.07 ms for a 100 kB JPEG, against about 0.8 ms for the
+    reduced-size decode), so a hit is the same answer the decode would give. Bounded: past
+    `max_entries` images it stops remembering (COCO 2014 has about 124k).
+    """
+
+    def __init__(self, max_entries: int = 300_000):
+        self.max_entries = max_entries
+        self._outcomes: dict[bytes, Optional[tuple[int, int]]] = {}
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # one tuple per distinct size
+
+    def inspect(self, data: bytes) -> tuple[int, int]:
+        key = hashlib.sha1(data).digest()
+        if key in self._outcomes:
+            size = self._outcomes[key]
+            if size is None:
+                raise CorruptImage("seen before")
+            return size
+        try:
+            size = inspect_image(data)
+        except CorruptImage:
+            self._remember(key, None)
+            raise
+        self._remember(key, self._sizes.setdefault(size, size))
+        return size
+
+    def _remember(self, key: bytes, outcome: Optional[tuple[int, int]]) -> None:
+        if len(self._outcomes) < self.max_entries:
+            self._outcomes[key] = outcome
+
+
+# Per process: every ImageStore of the build that asks for it shares one memo.
+_CHECK_MEMO = CheckMemo()
+
+
 class ImageStore:
     """The images of one source split: members of a zip archive, or single files under a base URL."""
 
-    def __init__(self, archive: Optional[str], folder: str, url_template: Optional[str] = None):
+    def __init__(
+        self, archive: Optional[str], folder: str, url_template: Optional[str] = None, remember_checks: bool = False
+    ):
         self.archive = archive
         self.folder = folder
         self.url_template = url_template
         self._zip: Optional[zipfile.ZipFile] = None
+        self._inspect = _CHECK_MEMO.inspect if remember_checks else inspect_image
 
     def read(self, file_name: str) -> Optional[bytes]:
         """The file's bytes, or None if the source has no such image."""
@@ -79,7 +122,7 @@ class ImageStore:
         if data is None:
             return MISSING_IMAGE
         try:
-            width, height = inspect_image(data)
+            width, height = self._inspect(data)
         except CorruptImage:
             return CORRUPT_IMAGE
         return CheckedImage(data=data, file_name=file_name, width=width, height=height)

@@ -9,7 +9,7 @@ from typing import BinaryIO, Iterator, Mapping
 
 from .errors import SourceFormatError
 from .jsonstream import iter_list_items, read_value
-from .records import Annotation
+from .records import Annotation, SharedValues
 from .vqav2 import _require, answers_in_id_order, checked_answer_type
 from .vqav2 import iter_questions  # noqa: F401  (same question format as VQAv2)
 
@@ -24,9 +24,10 @@ def read_question_types(stream: BinaryIO, filename: str) -> dict[str, str]:
 
 
 def iter_annotations(stream: BinaryIO, filename: str, question_types: Mapping[str, str]) -> Iterator[Annotation]:
+    shared = SharedValues()
     for index, record in enumerate(iter_list_items(stream, "annotations", filename)):
         _require(record, ("question_id", "image_id", "answers"), filename, index)
-        answers = answers_in_id_order(record, filename)
+        answers = answers_in_id_order(record, filename, shared)
         code = str(record.get("question_type", ""))
         yield Annotation(
             question_id=str(record["question_id"]),

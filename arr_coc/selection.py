@@ -8,7 +8,7 @@ digest also fixes the row order (ascending digest within a shard) and the shard 
 
 import hashlib
 import heapq
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
 Entry = TypeVar("Entry")
 
@@ -18,22 +18,26 @@ def image_digest(source: str, image_id: str) -> int:
 
 
 class ImageSelector(Generic[Entry]):
-    """Streams image ids in one pass and keeps the entries of the selected images of one shard part.
+    """Streams image ids in one pass and keeps the entries of the selected images of some shard parts.
 
     With a cap, a max-heap holds the `cap` smallest digests seen so far. The threshold only ever
     falls, so an image rejected or evicted once can never come back: memory stays bounded by the
     cap however large the source files are.
     """
 
-    def __init__(self, source: str, cap: Optional[int], part: int, num_parts: int, new_entry: Callable[[str], Entry]):
+    def __init__(
+        self, source: str, cap: Optional[int], part: "int | Iterable[int]", num_parts: int, new_entry: Callable[[str], Entry]
+    ):
         self.source = source
         self.cap = cap
-        self.part = part
+        # One part, or several: a build that runs several parts of a source in one process reads the
+        # source's files once for all of them.
+        self.parts = frozenset([part] if isinstance(part, int) else part)
         self.num_parts = num_parts
         self._new_entry = new_entry
         self._heap: list[tuple[int, str]] = []  # (-digest, image_id) of every selected image, all parts
         self._selected: set[str] = set()
-        self._entries: dict[str, Entry] = {}  # selected images of this part
+        self._entries: dict[str, Entry] = {}  # selected images of these parts
         self._digests: dict[str, int] = {}
 
     def offer(self, image_id: str) -> Optional[Entry]:
@@ -52,7 +56,7 @@ class ImageSelector(Generic[Entry]):
             else:
                 heapq.heappush(self._heap, (-digest, image_id))
         self._selected.add(image_id)
-        if digest % self.num_parts != self.part:
+        if digest % self.num_parts not in self.parts:
             return None
         self._digests[image_id] = digest
         entry = self._entries[image_id] = self._new_entry(image_id)
@@ -62,9 +66,20 @@ class ImageSelector(Generic[Entry]):
         """Entry of a kept image, without offering the image for selection."""
         return self._entries.get(image_id)
 
-    def entries(self) -> list[Entry]:
-        """Kept entries of this part in ascending digest order: the row order."""
-        return [self._entries[image_id] for image_id in sorted(self._entries, key=self._digests.__getitem__)]
+    def entries(self, part: Optional[int] = None) -> list[Entry]:
+        """Kept entries (of one part, or of all) in ascending digest order: the row order of a part."""
+        image_ids = self._entries if part is None else [i for i in self._entries if self._digests[i] % self.num_parts == part]
+        return [self._entries[image_id] for image_id in sorted(image_ids, key=self._digests.__getitem__)]
+
+    def take(self, part: int) -> Iterator[Entry]:
+        """Kept entries of one part in ascending digest order, each forgotten as it is handed out.
+
+        For the rows, once every record has been offered: a part's memory goes as its rows go out.
+        """
+        image_ids = sorted((i for i in self._entries if self._digests[i] % self.num_parts == part), key=self._digests.__getitem__)
+        for image_id in image_ids:
+            del self._digests[image_id]
+            yield self._entries.pop(image_id)
 
     def _forget(self, image_id: str) -> None:
         self._selected.discard(image_id)

@@ -1,14 +1,16 @@
 """One shard of the build: one source, one split, one part of its images (image digest modulo parts).
 
 A shard streams its source's annotation files once, keeps the selected images of its part, then
-reads, checks and emits them in ascending digest order. Every item that does not reach a row is
+reads, checks and emits them in ascending digest order. Consecutive parts of one source that run in
+the same process share that one read (`generate_parts`). Every item that does not reach a row is
 counted with its reason.
 """
 
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from . import coco, gqa, okvqa, vqav2
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
@@ -23,6 +25,8 @@ from .stats import ShardStats
 logger = logging.getLogger(__name__)
 
 NO_ANNOTATION = "no_annotation"
+# Sources whose images are the same COCO 2014 files: a build meets each such image up to three times.
+SHARED_IMAGES = ("vqav2", "okvqa", "coco")
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,59 @@ def open_member(location: str, member: str, find_member=None):
 
 
 def generate_shard(spec: ShardSpec, options: RowOptions, stats: ShardStats) -> Iterator[dict]:
-    selector = ImageSelector(spec.source, spec.cap, spec.part, spec.num_parts, new_image_items)
-    stats.items_total = _collect(spec, options, selector)
-    store = ImageStore(spec.image_archive, spec.image_folder, spec.image_url_template)
+    for _, row in generate_parts([spec], options, [stats]):
+        yield row
+
+
+def generate_parts(specs: Sequence[ShardSpec], options: RowOptions, stats: Sequence[ShardStats]) -> Iterator[tuple[int, dict]]:
+    """The rows of several parts of one source and split, part after part: (position in `specs`, row).
+
+    The source's annotation files are read once for all the parts (instead of once per part), and
+    each part's rows are exactly those `generate_shard` gives for it alone, in the same order.
+    """
+    first = specs[0]
+    if len({(spec.source, spec.split) for spec in specs}) != 1 or len({spec.part for spec in specs}) != len(specs):
+        raise ValueError("generate_parts needs distinct parts of one source and split")
+    selector = ImageSelector(first.source, first.cap, [spec.part for spec in specs], first.num_parts, new_image_items)
+    with _cyclic_gc_paused():
+        items_total = _collect(first, options, selector, [spec.part for spec in specs])
+    store = ImageStore(
+        first.image_archive, first.image_folder, first.image_url_template, remember_checks=first.source in SHARED_IMAGES
+    )
     try:
-        for entry in selector.entries():
-            yield from _image_rows(spec, options, entry, store, stats)
+        for position, (spec, shard_stats) in enumerate(zip(specs, stats)):
+            shard_stats.items_total = items_total
+            for entry in selector.take(spec.part):
+                for row in _image_rows(spec, options, entry, store, shard_stats):
+                    yield position, row
     finally:
         store.close()
 
 
-def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector) -> int:
-    logger.info("%s %s part %d/%d: reading %s", spec.source, spec.split, spec.part + 1, spec.num_parts, spec.questions[1])
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """Reading the annotations keeps hundreds of thousands of small acyclic records alive (GQA: one
+    per question); the cyclic collector would re-scan that growing heap again and again (about 10 %
+    of the phase) and could free nothing. Reference counting still frees every temporary."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector, parts: Sequence[int]) -> int:
+    logger.info(
+        "%s %s part%s %s of %d: reading %s",
+        spec.source,
+        spec.split,
+        "s" if len(parts) > 1 else "",
+        ", ".join(str(part + 1) for part in parts),
+        spec.num_parts,
+        spec.questions[1],
+    )
     if spec.source == "gqa":
         with open_member(*spec.questions, find_member=gqa.find_question_member) as (stream, name):
             return collect_gqa(gqa.iter_questions(stream, name, options.gqa_answer_style), selector)

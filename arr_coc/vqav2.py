@@ -9,22 +9,24 @@ from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
 from .jsonstream import iter_list_items
-from .records import Annotation, Question
+from .records import Annotation, Question, SharedValues
 from .schema import ANSWER_TYPES
 
 
 def iter_questions(stream: BinaryIO, filename: str) -> Iterator[Question]:
     """VQA-style questions (VQAv2 and OK-VQA share the format)."""
+    shared = SharedValues()
     for index, record in enumerate(iter_list_items(stream, "questions", filename)):
         _require(record, ("question_id", "image_id", "question"), filename, index)
         yield Question(
             question_id=str(record["question_id"]),
-            image_id=str(record["image_id"]),
+            image_id=shared(str(record["image_id"])),
             question=_require_text(record, "question", filename, record["question_id"]),
         )
 
 
 def iter_annotations(stream: BinaryIO, filename: str) -> Iterator[Annotation]:
+    shared = SharedValues()
     for index, record in enumerate(iter_list_items(stream, "annotations", filename)):
         _require(record, ("question_id", "image_id", "answers", "multiple_choice_answer"), filename, index)
         question_id = record["question_id"]
@@ -32,23 +34,28 @@ def iter_annotations(stream: BinaryIO, filename: str) -> Iterator[Annotation]:
             question_id=str(question_id),
             image_id=str(record["image_id"]),
             # The official majority answer, even where answers[0] says something else.
-            answer=_require_text(record, "multiple_choice_answer", filename, question_id),
-            answers=answers_in_id_order(record, filename),
-            question_type=str(record.get("question_type", "")),
+            answer=shared(_require_text(record, "multiple_choice_answer", filename, question_id)),
+            answers=answers_in_id_order(record, filename, shared),
+            question_type=shared(str(record.get("question_type", ""))),
             answer_type=checked_answer_type(record, filename),
         )
 
 
-def answers_in_id_order(record: dict, filename: str) -> tuple[str, ...]:
-    """All reference answers sorted by answer_id: what VQA accuracy needs."""
+def answers_in_id_order(record: dict, filename: str, shared=None) -> tuple[str, ...]:
+    """All reference answers sorted by answer_id: what VQA accuracy needs.
+
+    `shared` (a `SharedValues`) gives repeated answers and answer lists one object each."""
     answers = record["answers"]
     if not isinstance(answers, list) or not answers:
         raise SourceFormatError(filename, "'answers' must be a non-empty list", record.get("question_id"))
     try:
         ordered = sorted(answers, key=lambda answer: answer["answer_id"])
-        return tuple(str(answer["answer"]) for answer in ordered)
+        texts = tuple(str(answer["answer"]) for answer in ordered)
     except (KeyError, TypeError):
         raise SourceFormatError(filename, "every answer needs 'answer_id' and 'answer'", record.get("question_id")) from None
+    if shared is None:
+        return texts
+    return shared(tuple(shared(text) for text in texts))
 
 
 def checked_answer_type(record: dict, filename: str) -> str:
