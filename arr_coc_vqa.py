@@ -29,7 +29,7 @@ if _HERE not in sys.path:
 
 from arr_coc import schema, sources  # noqa: E402
 from arr_coc.remote import is_url, join_location  # noqa: E402
-from arr_coc.shard import RowOptions, ShardSpec, generate_shard  # noqa: E402
+from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.stats import ShardStats, failures, merge, record_failure  # noqa: E402
 
@@ -43,7 +43,8 @@ _HOMEPAGE = "https://huggingface.co/datasets/NorthHead/arr-coc-vqa-training"
 _LICENSE = "cc-by-4.0 (annotations); images follow the COCO/Flickr and Visual Genome terms"
 
 # Each source's images are split by digest into this many shards per split, so that
-# `download_and_prepare(num_proc=2)` runs in parallel and streaming has several shards.
+# `download_and_prepare(num_proc=2)` runs in parallel and streaming has several shards. Parts that
+# one process generates one after the other read the source's files once (`_runs_of_parts`).
 PARTS_PER_SOURCE = 2
 
 
@@ -125,7 +126,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         # Shards report their counts here; `build_stats()` adds them up after the build.
-        self.stats_dir = tempfile.mkdtemp(prefix="arr_coc_vqa_stats_")
+        # Under the builder's cache dir, so they go with it instead of piling up in /tmp.
+        cache_root = self._cache_dir_root if os.path.isdir(self._cache_dir_root) else None
+        self.stats_dir = tempfile.mkdtemp(prefix="arr_coc_vqa_stats_", dir=cache_root)
         options = RowOptions(
             vqa_prompt_suffix=self.config.vqa_prompt_suffix,
             turns_per_example=self.config.turns_per_example,
@@ -142,16 +145,22 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, shards, options, stats_dir):
-        for spec in shards:
-            stats = ShardStats(spec.source, spec.split, spec.part)
+        # The parts of one source that this process generates one after the other share one read
+        # of the source's annotation files; rows, keys and order are those of each part alone.
+        for run in _runs_of_parts(shards):
+            stats = [ShardStats(spec.source, spec.split, spec.part) for spec in run]
+            counts = [0] * len(run)
+            position = 0
             try:
-                for index, row in enumerate(generate_shard(spec, options, stats)):
-                    yield Key(spec.index, index), row
+                for position, row in generate_parts(run, options, stats):
+                    yield Key(run[position].index, counts[position]), row
+                    counts[position] += 1
             except (SourceFormatError, OSError) as error:
-                record_failure(stats_dir, spec.index, error)
+                record_failure(stats_dir, run[position].index, error)
                 raise
-            _check_official_count(spec, stats, self.config.data_dir)
-            stats.write(stats_dir, spec.index)
+            for spec, spec_stats in zip(run, stats):
+                _check_official_count(spec, spec_stats, self.config.data_dir)
+                spec_stats.write(stats_dir, spec.index)
 
     def build_stats(self) -> dict:
         """Per source and split: items_total/selected/written, rows_written and skips by reason.
@@ -225,6 +234,18 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if cap is None and not dl_manager.is_streaming:
             return dl_manager.download(location), None  # every image is needed: fetch the archive once
         return location, None  # range reads of the official archive (GQA images.zip members)
+
+
+def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
+    """Consecutive shards of the same source and split, in the given order (which is the row order)."""
+    runs: list[list[ShardSpec]] = []
+    for spec in shards:
+        run = runs[-1] if runs else None
+        if run and (run[0].source, run[0].split) == (spec.source, spec.split) and spec.part not in {s.part for s in run}:
+            run.append(spec)
+        else:
+            runs.append([spec])
+    return runs
 
 
 def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:
