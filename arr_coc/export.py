@@ -33,9 +33,21 @@ def shard_file_name(split: str, index: int, count: int) -> str:
 def write_split(dataset: datasets.Dataset, split: str, out_dir: str, num_shards: int) -> list[str]:
     """Write `dataset` as `num_shards` contiguous shards (row order kept) and return their paths."""
     os.makedirs(out_dir, exist_ok=True)
+    arrow_files = [cache_file["filename"] for cache_file in dataset.cache_files]
     paths = []
     for index in range(num_shards):
         path = os.path.join(out_dir, shard_file_name(split, index, num_shards))
-        dataset.shard(num_shards, index, contiguous=True).to_parquet(path)
+        _fresh_view(dataset, arrow_files).shard(num_shards, index, contiguous=True).to_parquet(path)
         paths.append(path)
     return paths
+
+
+def _fresh_view(dataset: datasets.Dataset, arrow_files: list[str]) -> datasets.Dataset:
+    """The same rows over a new memory map, dropped after each shard.
+
+    Pages read through one long-lived map stay in the process's RSS: exporting 1 GB of images
+    through it peaked at ~1.3 GB. A map per shard keeps the peak near one shard's worth.
+    """
+    if not arrow_files:  # an in-memory dataset: nothing is mapped
+        return dataset
+    return datasets.concatenate_datasets([datasets.Dataset.from_file(path) for path in arrow_files])
