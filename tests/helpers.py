@@ -1,5 +1,6 @@
 """Shared test helpers: mirrors, builders, and row access the way users load data."""
 
+import glob
 import hashlib
 import os
 import sys
@@ -50,3 +51,13 @@ def member_sha256(mirror, archive: str, member: str) -> str:
 
 def smallest_digest_images(source: str, image_ids, cap: int) -> set:
     return set(sorted(image_ids, key=lambda image_id: hashlib.sha1(f"{source}:{image_id}".encode()).hexdigest())[:cap])
+
+
+def tree_digest(repo) -> dict:
+    """sha256 of every file under `repo`, by relative path: to prove a failed build changed nothing."""
+    digests = {}
+    for path in sorted(glob.glob(os.path.join(str(repo), "**"), recursive=True)):
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                digests[os.path.relpath(path, str(repo))] = hashlib.sha256(handle.read()).hexdigest()
+    return digests

@@ -1,7 +1,6 @@
 """The builder class on generated mirrors: rows, order, caps, skips, bytes and features."""
 
 import hashlib
-import os
 import shutil
 import zipfile
 

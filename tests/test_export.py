@@ -1,7 +1,6 @@
 """scripts/build.py exports, and users load the result with load_dataset, as on the Hub."""
 
 import glob
-import hashlib
 import json
 import os
 import re
@@ -13,7 +12,7 @@ import zipfile
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, SPLITS, make_mirror, prepared, raw_rows
+from helpers import tree_digest, ROOT, SPLITS, make_mirror, prepared, raw_rows
 
 import build
 import push_to_hub
@@ -39,15 +38,6 @@ def small_repo(mirror, tmp_path_factory):
 
 def shard_files(repo, config, split):
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-*")))
-
-
-def tree_digest(repo) -> dict:
-    digests = {}
-    for path in sorted(glob.glob(os.path.join(str(repo), "**"), recursive=True)):
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                digests[os.path.relpath(path, str(repo))] = hashlib.sha256(handle.read()).hexdigest()
-    return digests
 
 
 def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_path):

@@ -2,8 +2,6 @@
 same mirror on disk, image archives are read member by member with Range requests, and a server
 without Range support fails in one clear line."""
 
-import glob
-import hashlib
 import json
 import os
 import re
@@ -12,7 +10,7 @@ from collections import Counter
 
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, make_mirror, raw_rows
+from helpers import tree_digest, ROOT, SPLITS, make_mirror, raw_rows
 from range_server import FileServer, RangeRequestHandler
 from torch.utils.data import DataLoader
 
@@ -45,15 +43,6 @@ def disk_repo(mirror, tmp_path_factory):
 @pytest.fixture(scope="module")
 def disk_rows(disk_repo):
     return {split: raw_rows(datasets.load_dataset(str(disk_repo), "small", split=split)) for split in SPLITS}
-
-
-def tree_digest(repo) -> dict:
-    digests = {}
-    for path in sorted(glob.glob(os.path.join(str(repo), "**"), recursive=True)):
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                digests[os.path.relpath(path, str(repo))] = hashlib.sha256(handle.read()).hexdigest()
-    return digests
 
 
 def largest_single_read(archive_path: str) -> int:
