@@ -69,16 +69,11 @@ def open_member(location: str, member: str, find_member=None):
             yield stream, f"{location}:{name}"
 
 
-def generate_shard(spec: ShardSpec, options: RowOptions, stats: ShardStats) -> Iterator[dict]:
-    for _, row in generate_parts([spec], options, [stats]):
-        yield row
-
-
 def generate_parts(specs: Sequence[ShardSpec], options: RowOptions, stats: Sequence[ShardStats]) -> Iterator[tuple[int, dict]]:
     """The rows of several parts of one source and split, part after part: (position in `specs`, row).
 
     The source's annotation files are read once for all the parts (instead of once per part), and
-    each part's rows are exactly those `generate_shard` gives for it alone, in the same order.
+    each part's rows are exactly those it gives when generated alone, in the same order.
     """
     first = specs[0]
     if len({(spec.source, spec.split) for spec in specs}) != 1 or len({spec.part for spec in specs}) != len(specs):
