@@ -28,7 +28,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from arr_coc import schema, sources  # noqa: E402
-from arr_coc.remote import is_url, join_location  # noqa: E402
+from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.stats import ShardStats, failures, merge, record_failure  # noqa: E402
@@ -212,7 +212,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         data_dir = self.config.data_dir
         if data_dir is None:
             return sources.OFFICIAL_URLS[archive]
-        if is_url(data_dir):
+        if is_url(data_dir):  # http(s)://, s3://, gs://, hf://datasets/...: anything fsspec reads by ranges
+            check_protocol(data_dir)
             return join_location(data_dir, archive)
         path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), archive)
         if not os.path.isfile(path):

@@ -1,19 +1,26 @@
-"""Opening source archives that may be local files or http(s) URLs.
+"""Opening source archives that may be local files or URLs (http(s), s3, gs, hf, ... via fsspec).
 
-Zip archives are opened for random access: a local file directly, a URL through HTTP range
-requests (fsspec), so that a 20 GB image archive is never downloaded to read a few hundred images.
+Zip archives are opened for random access: a local file directly, a URL through ranged reads
+(fsspec), so that a 20 GB image archive is never downloaded to read a few hundred images.
 Over HTTP, opening an archive costs a HEAD and three small range GETs (end record, zip64 locator,
 central directory), and reading a member of up to `MAX_MEMBER_PREFETCH` bytes costs exactly one
-range GET for that member's bytes. A server that ignores Range requests gets a clear error instead
-of a silent download of the whole archive.
+range GET for that member's bytes; object stores (s3://, gs://, hf://) get the same exact-span
+reads through their filesystem's ranged fetch. A server that ignores Range requests gets a clear
+error instead of a silent download of the whole archive.
+
+Credentials for object stores come only from each filesystem's usual environment and config files
+(AWS_* variables and ~/.aws for s3fs, Application Default Credentials for gcsfs, HF_TOKEN or the
+cached login for hf://); the protocol packages themselves are optional installs.
 """
 
 import os
+import re
 import zipfile
-from typing import BinaryIO
+from typing import BinaryIO, Optional
 
 import fsspec
 from fsspec.caching import ReadAheadCache
+from fsspec.registry import known_implementations
 
 from .errors import SourceFormatError
 
@@ -31,8 +38,15 @@ _LOCAL_HEADER_SIZE = 30  # fixed part of a zip local file header
 _FSSPEC_NO_RANGE = "doesn't appear to support range requests"  # fsspec's ValueError for a 200 to a ranged GET
 
 
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 class RangeRequestsUnsupported(SourceFormatError):
     """An http(s) mirror whose server cannot serve byte ranges of an archive."""
+
+
+class UnsupportedLocation(SourceFormatError):
+    """A URL whose protocol fsspec does not know, or whose optional package is not installed."""
 
 
 def _no_range_reason(evidence: str) -> str:
@@ -42,8 +56,38 @@ def _no_range_reason(evidence: str) -> str:
     )
 
 
+def url_protocol(location: str) -> Optional[str]:
+    """"s3" for "s3://bucket/key", None for a local path (a Windows drive letter has no "//")."""
+    match = _URL_SCHEME.match(location)
+    return match.group(1).lower() if match else None
+
+
 def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    return url_protocol(location) is not None
+
+
+def _is_http(location: str) -> bool:
+    return url_protocol(location) in ("http", "https")
+
+
+def check_protocol(location: str) -> None:
+    """Fail in one line, before any download, when fsspec cannot open this URL's protocol here."""
+    protocol = url_protocol(location)
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError:
+        package = _protocol_package(protocol)
+        raise UnsupportedLocation(
+            location, f"reading {protocol}:// URLs needs the optional package {package}: pip install {package}"
+        ) from None
+    except ValueError:
+        raise UnsupportedLocation(location, f"fsspec knows no protocol {protocol!r}; use a local directory or an fsspec URL") from None
+
+
+def _protocol_package(protocol: str) -> str:
+    """The pip package of an fsspec protocol, from fsspec's own registry ("s3" -> "s3fs")."""
+    known = known_implementations.get(protocol, {})
+    return known.get("class", protocol).split(".")[0].split(":")[0]
 
 
 def join_location(base: str, name: str) -> str:
@@ -53,9 +97,11 @@ def join_location(base: str, name: str) -> str:
 
 
 def open_binary(location: str, block_size: int) -> BinaryIO:
-    """A seekable binary file for a local path or an http(s) URL."""
+    """A seekable binary file for a local path or a URL, reading members by exact ranges."""
     if not is_url(location):
         return open(location, "rb")
+    if not _is_http(location):
+        return _open_object(location, block_size)
     fs = fsspec.filesystem("http")
     try:
         info = fs.info(location)  # HEAD: the size, and whether the server refuses ranges outright
@@ -71,6 +117,21 @@ def open_binary(location: str, block_size: int) -> BinaryIO:
     # Passing the size keeps fsspec from a second HEAD and from its streaming (non-seekable) file.
     handle = fs.open(location, "rb", block_size=block_size, size=size, cache_type="none")
     handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location), size)
+    return handle
+
+
+def _open_object(location: str, block_size: int) -> BinaryIO:
+    """An object-store file (s3://, gs://, hf://, ...) with the same exact-span member reads as HTTP."""
+    check_protocol(location)
+    fs, path = fsspec.core.url_to_fs(location)  # credentials: the filesystem's own environment/config
+    try:
+        handle = fs.open(path, "rb", block_size=block_size, cache_type="none")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{location}: not found") from None
+    if not handle.size:
+        handle.close()
+        raise SourceFormatError(location, "the object is empty")
+    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location), handle.size)
     return handle
 
 

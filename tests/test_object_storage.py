@@ -1,0 +1,113 @@
+"""Mirrors in object storage: an s3:// mirror on a local S3-compatible server (moto's server mode,
+read by the real s3fs client) builds the same bytes as the mirror on disk, the builder class streams
+the same rows from it, image members are read by exact ranges, and a protocol whose optional
+package is missing fails in one line naming the package to install."""
+
+import importlib.util
+import os
+import zipfile
+
+import datasets
+import pytest
+from helpers import SPLITS, make_mirror, raw_rows, tree_digest
+
+import build
+from arr_coc import remote
+from arr_coc_vqa import ArrCocVqa
+
+pytest.importorskip("s3fs", reason="s3:// mirrors need the optional package s3fs (requirements-test.txt)")
+boto3 = pytest.importorskip("boto3", reason="the S3 test server needs moto[server] (requirements-test.txt)")
+moto_server = pytest.importorskip("moto.server", reason="the S3 test server needs moto[server] (requirements-test.txt)")
+
+BUCKET = "arr-coc-mirrors"
+MIRROR_URL = f"s3://{BUCKET}/mirror"
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    path = tmp_path_factory.mktemp("s3-mirror")
+    make_mirror(path, images_per_split=8, questions_per_image=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def s3_mirror(mirror, tmp_path_factory):
+    """The mirror uploaded to a fresh S3 server on 127.0.0.1; credentials only from the environment."""
+    import s3fs
+
+    empty = tmp_path_factory.mktemp("no-aws-config")
+    with pytest.MonkeyPatch.context() as env:
+        # What a user's shell would hold; no ~/.aws file or instance metadata can leak in.
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            # botocore's standard per-service endpoint variable, honoured by s3fs's aiobotocore client.
+            env.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}:{port}")
+            client = boto3.client("s3")
+            client.create_bucket(Bucket=BUCKET)
+            for name in sorted(os.listdir(mirror)):
+                client.upload_file(os.path.join(mirror, name), BUCKET, f"mirror/{name}")
+            s3fs.S3FileSystem.clear_instance_cache()  # no client of another endpoint is reused
+            yield MIRROR_URL
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def disk_repo(mirror, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("disk-repo")
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    return repo
+
+
+def test_build_from_s3_is_byte_identical_to_the_build_from_disk(s3_mirror, disk_repo, tmp_path):
+    repo = tmp_path / "s3-repo"
+    assert build.main(["--config", "small", "--data-dir", s3_mirror, "--output-dir", str(repo)]) == 0
+    built = tree_digest(repo)
+    assert any(path.endswith(".parquet") for path in built)
+    assert built == tree_digest(disk_repo)
+
+
+def test_builder_class_streams_the_disk_rows_from_s3(s3_mirror, disk_repo, tmp_path):
+    builder = ArrCocVqa(config_name="small", data_dir=s3_mirror, cache_dir=str(tmp_path / "cache"))
+    streams = builder.as_streaming_dataset()
+    for split in SPLITS:
+        expected = raw_rows(datasets.load_dataset(str(disk_repo), "small", split=split))
+        assert expected and raw_rows(streams[split]) == expected
+
+
+def test_an_s3_member_costs_one_exact_ranged_fetch(s3_mirror, mirror):
+    with zipfile.ZipFile(os.path.join(mirror, "train2014.zip")) as local:
+        members = [info for info in local.infolist() if info.filename.endswith(".jpg")]
+        expected = {info.filename: local.read(info) for info in members[-3:]}
+    with remote.open_zip(f"{s3_mirror}/train2014.zip") as archive:
+        cache = archive.fp.cache
+        assert isinstance(cache, remote.MemberSpanCache)
+        for name, data in expected.items():
+            start, end = remote._member_span(archive.getinfo(name))
+            fetches, fetched = cache.miss_count, cache.total_requested_bytes
+            assert archive.read(name) == data
+            assert cache.miss_count == fetches + 1
+            assert cache.total_requested_bytes - fetched == min(end, cache.size) - start
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
+def test_a_missing_protocol_package_is_one_line_naming_it(tmp_path, capsys):
+    assert build.main(["--config", "small", "--data-dir", "gs://bucket/mirror", "--output-dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["error: gs://bucket/mirror: reading gs:// URLs needs the optional package gcsfs: pip install gcsfs"]
+    assert not os.path.exists(tmp_path / "data")
+
+
+def test_an_unknown_protocol_is_one_line(tmp_path, capsys):
+    assert build.main(["--config", "small", "--data-dir", "nosuch://bucket/mirror", "--output-dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "nosuch" in error[0] and "fsspec knows no protocol" in error[0]
