@@ -1,0 +1,217 @@
+"""Resumable, verified downloads into a persistent cache.
+
+A download reads the remote file in ranged chunks (`CHUNK_SIZE`), each under the retry policy, and
+appends them to `dest + ".incomplete"`. Beside it, `dest + ".incomplete.json"` records where the bytes
+came from: the URL and its validator (ETag / Last-Modified / size, or the object store's equivalents).
+The next run resumes from the bytes on disk with a Range request if the validator is unchanged, and
+starts again from zero if it changed: bytes of two versions are never stitched together. A finished
+file must have the announced size, its validator must still be the same, and a `.zip` must open
+(central directory readable); only then is it renamed to `dest` in one step.
+
+Works for http(s) URLs and any fsspec URL whose filesystem reads byte ranges (s3://, gs://, hf://...).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import zipfile
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from .errors import SourceFormatError
+from .retry import NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
+
+logger = logging.getLogger(__name__)
+
+# One ranged request per chunk: a dropped connection costs at most one chunk, and a chunk is
+# big enough that a request's round trip is a small share of its transfer time.
+CHUNK_SIZE = 16 * 1024 * 1024
+INCOMPLETE_SUFFIX = ".incomplete"
+SIDECAR_SUFFIX = ".incomplete.json"
+DOWNLOADS_SUBDIR = "arr_coc_downloads"
+# Fields that change when a remote file changes, across fsspec filesystems (http, s3, gcs, hf, local).
+_VALIDATOR_FIELDS = ("ETag", "etag", "Last-Modified", "LastModified", "last_modified", "generation", "updated", "mtime", "md5Hash")
+# Passes over a file whose validator changed while it was being fetched, before giving up.
+_MAX_RESTARTS = 2
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    size: Optional[int]
+    validator: dict  # str -> str, including "size"
+
+
+def download(url: str, dest: str, *, policy: Optional[RetryPolicy] = None, progress: bool = True) -> str:
+    """Fetch `url` to `dest` (resuming, verified) and return `dest`; an existing `dest` costs no request."""
+    if os.path.exists(dest):
+        return dest
+    policy = policy or RetryPolicy.from_env()
+    os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
+    # Two builds sharing a cache must not append to the same partial file.
+    with FileLock(dest + ".lock"):
+        if os.path.exists(dest):
+            return dest
+        fs, path = filesystem_for(url, policy)
+        for _ in range(_MAX_RESTARTS + 1):
+            remote = with_retries(lambda: _stat(fs, path), url=url, policy=policy)
+            _fetch_to_partial(fs, path, url, dest, remote, policy, progress)
+            again = with_retries(lambda: _stat(fs, path), url=url, policy=policy)
+            if again.validator == remote.validator:
+                _verify(url, dest + INCOMPLETE_SUFFIX, remote)
+                os.replace(dest + INCOMPLETE_SUFFIX, dest)
+                _remove(dest + SIDECAR_SUFFIX)
+                return dest
+            logger.warning("%s changed on the server during the download; starting again from zero", url)
+        raise SourceFormatError(url, f"the file kept changing on the server during {_MAX_RESTARTS + 1} downloads")
+
+
+def cached_download(url: str, cache_dir: str, *, policy: Optional[RetryPolicy] = None, progress: bool = True) -> str:
+    """`download` into `cache_dir` under a name fixed by the URL: one file per URL, never shared by two."""
+    return download(url, cached_path(url, cache_dir), policy=policy, progress=progress)
+
+
+def cached_path(url: str, cache_dir: str) -> str:
+    """Where `cached_download` keeps `url`: the URL's SHA-256 (no two URLs collide) plus its base name (readable)."""
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
+    return os.path.join(cache_dir, f"{digest}-{name}")
+
+
+def default_cache_dir() -> str:
+    """The datasets cache (`HF_DATASETS_CACHE`, normally ~/.cache/huggingface/datasets)."""
+    import datasets.config
+
+    return os.environ.get("HF_DATASETS_CACHE") or str(datasets.config.HF_DATASETS_CACHE)
+
+
+def downloads_dir(cache_dir: Optional[str] = None) -> str:
+    """Where the builder keeps its downloads: `<cache>/arr_coc_downloads`."""
+    return os.path.join(os.path.expanduser(cache_dir or default_cache_dir()), DOWNLOADS_SUBDIR)
+
+
+# -- one pass ------------------------------------------------------------------------------------
+
+
+def _stat(fs, path: str) -> RemoteFile:
+    info = fs.info(path)
+    size = info.get("size")
+    validator = {"size": str(size)}
+    for field in _VALIDATOR_FIELDS:
+        if info.get(field) is not None:
+            validator[field] = str(info[field])
+    return RemoteFile(size=size, validator=validator)
+
+
+def _fetch_to_partial(fs, path: str, url: str, dest: str, remote: RemoteFile, policy: RetryPolicy, progress: bool) -> None:
+    partial, sidecar = dest + INCOMPLETE_SUFFIX, dest + SIDECAR_SUFFIX
+    offset = _resume_offset(partial, sidecar, url, remote)
+    _write_json(sidecar, {"url": url, "validator": remote.validator})
+    if remote.size is None:
+        # No size, no ranges to resume by: one whole read (retried from the start).
+        data = with_retries(lambda: fs.cat_file(path), url=url, policy=policy)
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        return
+    fetch = _span_fetcher(fs, path, url, remote.size)
+    name = os.path.basename(url.split("?", 1)[0])
+    with open(partial, "ab") as handle, tqdm(
+        total=remote.size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=not progress
+    ) as bar:
+        while offset < remote.size:
+            end = min(offset + CHUNK_SIZE, remote.size)
+            data = with_retries(lambda: fetch(offset, end), url=url, byte_range=(offset, end), policy=policy)
+            handle.write(data)
+            handle.flush()  # what is on disk is what the next run resumes from
+            offset += len(data)
+            bar.update(len(data))
+
+
+def _resume_offset(partial: str, sidecar: str, url: str, remote: RemoteFile) -> int:
+    """Bytes already on disk that belong to this very version of the file; 0 (and a clean partial) otherwise."""
+    if os.path.exists(partial):
+        recorded = _read_json(sidecar)
+        have = os.path.getsize(partial)
+        same = recorded is not None and recorded.get("url") == url and recorded.get("validator") == remote.validator
+        if same and remote.size is not None and have <= remote.size:
+            if have:
+                logger.info("%s: resuming at byte %d of %d", url, have, remote.size)
+            return have
+        if have:
+            logger.info("%s: the partial download is of another version of the file; starting again from zero", url)
+    with open(partial, "wb"):
+        pass
+    return 0
+
+
+def _span_fetcher(fs, path: str, url: str, size: int) -> Callable[[int, int], bytes]:
+    """fetch(start, end) -> exactly those bytes, or TruncatedBody (retryable) when fewer arrive."""
+    from fsspec.implementations.http import HTTPFileSystem
+
+    if isinstance(fs, HTTPFileSystem):
+        # fsspec's HTTPFile checks that the answer is a range, not a 200 with the whole file.
+        handle = fs.open(path, "rb", block_size=CHUNK_SIZE, size=size, cache_type="none")
+
+        def read(start: int, end: int) -> bytes:
+            return handle._fetch_range(start, end)
+    else:
+
+        def read(start: int, end: int) -> bytes:
+            return fs.cat_file(path, start=start, end=end)
+
+    def fetch(start: int, end: int) -> bytes:
+        try:
+            data = read(start, end)
+        except ValueError as error:
+            if "support range requests" in str(error):
+                raise SourceFormatError(url, "the server does not support Range requests, which resumable downloads need") from None
+            raise
+        if len(data) < end - start:
+            raise TruncatedBody(f"{len(data)} of {end - start} bytes arrived")
+        if len(data) > end - start:
+            raise SourceFormatError(url, f"the server sent {len(data)} bytes for a range of {end - start}")
+        return data
+
+    return fetch
+
+
+def _verify(url: str, partial: str, remote: RemoteFile) -> None:
+    have = os.path.getsize(partial)
+    if remote.size is not None and have != remote.size:
+        _remove(partial)
+        raise SourceFormatError(url, f"downloaded {have} bytes, the server announced {remote.size}")
+    if url.split("?", 1)[0].lower().endswith(".zip"):
+        try:
+            with zipfile.ZipFile(partial) as archive:
+                archive.infolist()
+        except (zipfile.BadZipFile, OSError) as error:
+            _remove(partial)  # whole and unchanged, yet unreadable: the next run fetches it afresh
+            raise SourceFormatError(url, f"the downloaded archive does not open as a zip ({error})") from None
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: str, record: dict) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(record, handle)
+    os.replace(path + ".tmp", path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = ["download", "cached_download", "cached_path", "default_cache_dir", "downloads_dir", "NotThere", "CHUNK_SIZE"]
