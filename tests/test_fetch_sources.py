@@ -1,0 +1,209 @@
+"""scripts/fetch_sources.py against a Range server on 127.0.0.1 serving a generated mirror: a full fetch
+gives byte-identical files that build like the mirror itself, a dry run fetches nothing, a fetch killed
+part-way completes on the next run without re-sending finished files (the partial one resumes by
+Range), `--sources` fetches only what those sources read, and failures are one line and non-zero."""
+
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pytest
+from helpers import ROOT, make_mirror, tree_digest
+from range_server import FileServer, RangeRequestHandler
+
+import build
+import fetch_sources
+from arr_coc import download as download_module
+from arr_coc import sources
+
+# Downloads go by ranged chunks; small chunks make a small archive several requests long, as a
+# 20 GB one is with the real chunk size, so that an interruption can fall between two of them.
+CHUNK = 8 * 1024
+STALLED_FILE = "images.zip"  # the biggest archive of the generated mirror
+STALL_ON_GET = 2  # its first chunk arrives, the second never does
+OKVQA_FILES = {
+    "OpenEnded_mscoco_train2014_questions.json.zip",
+    "OpenEnded_mscoco_val2014_questions.json.zip",
+    "mscoco_train2014_annotations.json.zip",
+    "mscoco_val2014_annotations.json.zip",
+    "train2014.zip",
+    "val2014.zip",
+}
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    """A generated mirror holding every file of the URL table (a tiny zip for any the generator lacks)."""
+    path = tmp_path_factory.mktemp("fetch-mirror")
+    make_mirror(path)
+    os.remove(path / "sample_mirror_manifest.json")  # not a source file
+    for name in sources.OFFICIAL_URLS:
+        if not (path / name).exists():
+            with zipfile.ZipFile(path / name, "w") as archive:
+                archive.writestr(name[: -len(".zip")], "[]")
+    assert os.path.getsize(path / STALLED_FILE) > (STALL_ON_GET + 1) * CHUNK
+    return path
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(download_module, "CHUNK_SIZE", CHUNK)
+
+
+def mirror_names(mirror) -> set:
+    return set(os.listdir(mirror))
+
+
+def gets(server, name=None) -> list:
+    return [entry for entry in server.requests(name) if entry.method == "GET"]
+
+
+def assert_same_files(out_dir, mirror, names) -> None:
+    assert set(os.listdir(out_dir)) == set(names)  # no .incomplete, .json or .lock left behind
+    for name in names:
+        assert filecmp.cmp(os.path.join(out_dir, name), os.path.join(mirror, name), shallow=False), name
+
+
+def test_full_fetch_is_byte_identical_builds_and_is_not_repeated(mirror, tmp_path, small_chunks, capsys):
+    out = tmp_path / "out"
+    with FileServer(mirror) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--jobs", "3"]) == 0
+        assert_same_files(out, mirror, mirror_names(mirror))
+        server.clear_log()
+        capsys.readouterr()
+        assert fetch_sources.main([str(out), "--from", server.url]) == 0
+        assert gets(server) == []  # a complete mirror costs a HEAD per file and not one byte of body
+    assert f"0 to fetch (0 B), {len(mirror_names(mirror))} already complete" in capsys.readouterr().out
+
+    from_fetch, from_mirror = tmp_path / "repo-fetch", tmp_path / "repo-mirror"
+    assert build.main(["--config", "small", "--data-dir", str(out), "--output-dir", str(from_fetch)]) == 0
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(from_mirror)]) == 0
+    assert tree_digest(from_fetch) == tree_digest(from_mirror)
+
+
+def test_dry_run_prints_every_file_with_its_size_and_fetches_nothing(mirror, tmp_path, capsys):
+    out = tmp_path / "out"
+    with FileServer(mirror) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--dry-run"]) == 0
+        assert gets(server) == []
+    assert not out.exists()
+    lines = capsys.readouterr().out.splitlines()
+    for name in sources.OFFICIAL_URLS:
+        (line,) = [line for line in lines if line.split()[0] == name]
+        assert f"({os.path.getsize(mirror / name)} bytes)" in line and line.endswith("fetch")
+
+
+def test_sources_restrict_the_fetch_to_what_they_read(mirror, tmp_path, capsys):
+    out = tmp_path / "out"
+    with FileServer(mirror) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa"]) == 0
+        assert {entry.path.lstrip("/") for entry in gets(server)} == OKVQA_FILES
+        assert_same_files(out, mirror, OKVQA_FILES)
+        capsys.readouterr()
+        # GQA's leakage control reads COCO's annotations and, once the URL table lists it, Visual Genome's map.
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "gqa", "--dry-run"]) == 0
+    planned = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    leakage = {"annotations_trainval2014.zip", "image_data.json.zip"} & set(sources.OFFICIAL_URLS)
+    assert planned == {"questions1.2.zip", "images.zip"} | leakage and "annotations_trainval2014.zip" in planned
+
+    repo = tmp_path / "repo"
+    assert build.main(["--config", "small", "--data-dir", str(out), "--sources", "okvqa", "--output-dir", str(repo)]) == 0
+    assert any(name.endswith(".parquet") for name in os.listdir(repo / "data" / "small"))
+
+
+def stalling_handler(name: str, stall_on_get: int, stalled: threading.Event, release: threading.Event):
+    """Serves normally, except that the `stall_on_get`-th GET of `name` never gets an answer."""
+
+    class Handler(RangeRequestHandler):
+        count = 0
+        lock = threading.Lock()
+
+        def _respond(self, send_body, outcome):
+            if send_body and self.path == f"/{name}":
+                with Handler.lock:
+                    Handler.count += 1
+                    stall = Handler.count == stall_on_get
+                if stall:
+                    stalled.set()
+                    release.wait(60)
+                    raise ConnectionResetError("the test ends the stalled request")
+            super()._respond(send_body, outcome)
+
+    return Handler
+
+
+def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_path, small_chunks):
+    out = tmp_path / "out"
+    stalled, release = threading.Event(), threading.Event()
+    handler = stalling_handler(STALLED_FILE, STALL_ON_GET, stalled, release)
+    child = (
+        f"import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'scripts')!r}]; "
+        f"import arr_coc.download; arr_coc.download.CHUNK_SIZE = {CHUNK}; "
+        "import fetch_sources; sys.exit(fetch_sources.main(sys.argv[1:]))"
+    )
+    with FileServer(mirror, handler=handler) as server:
+        process = subprocess.Popen([sys.executable, "-c", child, str(out), "--from", server.url, "--jobs", "2"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert stalled.wait(120), "the fetch never reached the stalled request"
+            partial = out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)
+            deadline = time.monotonic() + 30
+            while not (partial.exists() and partial.stat().st_size == (STALL_ON_GET - 1) * CHUNK) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            process.kill()  # SIGKILL: nothing gets to clean up
+            process.wait()
+            release.set()
+        on_disk = partial.stat().st_size
+        assert on_disk == (STALL_ON_GET - 1) * CHUNK
+        complete = {name for name in mirror_names(mirror) if (out / name).exists()}
+        assert complete and STALLED_FILE not in complete
+        partials = {name: (out / (name + download_module.INCOMPLETE_SUFFIX)).stat().st_size
+                     for name in mirror_names(mirror) - complete if (out / (name + download_module.INCOMPLETE_SUFFIX)).exists()}
+
+        server.clear_log()
+        assert fetch_sources.main([str(out), "--from", server.url]) == 0
+        assert_same_files(out, mirror, mirror_names(mirror))
+        for name in complete:
+            assert gets(server, name) == [], name  # finished files are not sent again
+        for name, have in partials.items():
+            requests = gets(server, name)
+            if have:  # resumed by Range from the first missing byte: only the missing bytes went out
+                assert requests[0].range.startswith(f"bytes={have}-"), (name, requests[0])
+                assert sum(entry.bytes_sent for entry in requests) == os.path.getsize(mirror / name) - have
+        assert gets(server, STALLED_FILE)[0].range == f"bytes={on_disk}-{on_disk + CHUNK - 1}"
+
+
+def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror, tmp_path, capsys):
+    served = tmp_path / "served"
+    shutil.copytree(mirror, served)
+    os.remove(served / "val2014.zip")
+    out = tmp_path / "out"
+    with FileServer(served) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {server.url}/val2014.zip: not found at the source"]
+    assert_same_files(out, mirror, OKVQA_FILES - {"val2014.zip"})
+
+
+def test_a_different_file_in_the_way_is_left_alone(mirror, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "val2014.zip").write_bytes(b"the user's own file")
+    with FileServer(mirror) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa"]) == 1
+        assert gets(server, "val2014.zip") == []
+    assert (out / "val2014.zip").read_bytes() == b"the user's own file"
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "val2014.zip has 19 bytes but" in error and "move it away" in error
+
+
+def test_from_must_be_a_url(tmp_path, capsys):
+    assert fetch_sources.main([str(tmp_path / "out"), "--from", str(tmp_path)]) == 1
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"error: --from {tmp_path}: expected an http(s) or fsspec URL")
