@@ -111,3 +111,14 @@ def test_an_unknown_protocol_is_one_line(tmp_path, capsys):
     assert build.main(["--config", "small", "--data-dir", "nosuch://bucket/mirror", "--output-dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "nosuch" in error[0] and "fsspec knows no protocol" in error[0]
+
+
+def test_fetch_sources_from_an_s3_mirror_gives_its_files(s3_mirror, mirror, tmp_path):
+    import fetch_sources
+
+    out = tmp_path / "out"
+    assert fetch_sources.main([str(out), "--from", s3_mirror, "--sources", "okvqa,coco"]) == 0
+    names = set(os.listdir(out))
+    assert "annotations_trainval2014.zip" in names and "train2014.zip" in names and "images.zip" not in names
+    for name in names:
+        assert (out / name).read_bytes() == (mirror / name).read_bytes(), name
