@@ -61,6 +61,7 @@ class Faults:
     status: Optional[int] = None  # answer every request with this status (an outage, a 403 host)
     paths: Optional[frozenset] = None  # only these file names are faulty (None: all)
     body_limit: Optional[int] = None  # per file: after this many body bytes in all, every GET is reset
+    throttle: float = 0.0  # seconds of sleep after each 64 kB of body: a slow link, to kill a client mid-file
     _tries: Counter = field(default_factory=Counter)
     _body_bytes: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -206,7 +207,7 @@ class RangeRequestHandler(_LoggingMixin, http.server.BaseHTTPRequestHandler):
             try:
                 with open(path, "rb") as handle:
                     handle.seek(start)
-                    _copy(handle, writer, min(cut, allowed))
+                    _copy(handle, writer, min(cut, allowed), faults.throttle if faults else 0.0)
                 self.wfile.flush()
             finally:
                 outcome[1] = writer.written
@@ -291,13 +292,16 @@ def _parse_range(header: str, size: int):
     return start, end
 
 
-def _copy(source, writer: _CountingWriter, length: int) -> None:
+def _copy(source, writer: _CountingWriter, length: int, pause: float = 0.0) -> None:
     while length > 0:
         chunk = source.read(min(_CHUNK, length))
         if not chunk:
             break
         writer.write(chunk)
         length -= len(chunk)
+        if pause:
+            writer.stream.flush()
+            time.sleep(pause)
 
 
 class _Server(http.server.ThreadingHTTPServer):
