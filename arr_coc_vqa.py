@@ -28,7 +28,8 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from arr_coc import schema, sources  # noqa: E402
-from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
+from arr_coc.download import cached_download  # noqa: E402
+from arr_coc.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
 from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.stats import ShardStats, failures, merge, record_failure  # noqa: E402
@@ -212,6 +213,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         data_dir = self.config.data_dir
         if data_dir is None:
             return sources.OFFICIAL_URLS[archive]
+        if url_protocol(data_dir) == "file":
+            data_dir = data_dir[len("file://"):]  # a local mirror, read in place rather than downloaded
         if is_url(data_dir):  # http(s)://, s3://, gs://, hf://datasets/...: anything fsspec reads by ranges
             check_protocol(data_dir)
             return join_location(data_dir, archive)
@@ -221,9 +224,20 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         return path
 
     def _annotation_archive(self, archive: str, source: str, dl_manager) -> str:
-        # A local path comes back unchanged, a URL is downloaded once into the datasets cache, and
-        # in streaming mode the URL is kept and read lazily.
-        return dl_manager.download(self._location(archive, source))
+        # A local path comes back unchanged, a URL is downloaded once into the persistent download
+        # cache, and in streaming mode the URL is kept and its members are read lazily (retried).
+        return self._download(self._location(archive, source), dl_manager)
+
+    def _download(self, location: str, dl_manager) -> str:
+        """A URL fetched (resumable, verified, retried) into the download cache; anything else as it is.
+
+        Not `dl_manager.download`: datasets fetches a URL in one try with no resume. The cache is the
+        download manager's (`<cache_dir>/downloads`, by default under HF_DATASETS_CACHE), shared by
+        every build and config, and kept when a build fails.
+        """
+        if dl_manager.is_streaming or not is_url(location):
+            return location
+        return cached_download(location, _downloads_dir(dl_manager))
 
     def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
         """(zip archive location, None) or (None, per-image URL template)."""
@@ -233,8 +247,13 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if cap is not None and source != "gqa":
             return None, sources.COCO_IMAGE_URL  # single COCO images: never the 13 GB archive
         if cap is None and not dl_manager.is_streaming:
-            return dl_manager.download(location), None  # every image is needed: fetch the archive once
+            return self._download(location, dl_manager), None  # every image is needed: fetch the archive once
         return location, None  # range reads of the official archive (GQA images.zip members)
+
+
+def _downloads_dir(dl_manager) -> str:
+    cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
+    return os.path.expanduser(str(cache_dir))
 
 
 def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:

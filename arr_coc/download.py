@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 16 * 1024 * 1024
 INCOMPLETE_SUFFIX = ".incomplete"
 SIDECAR_SUFFIX = ".incomplete.json"
-DOWNLOADS_SUBDIR = "arr_coc_downloads"
+DOWNLOADS_SUBDIR = "downloads"  # datasets' own name for its download folder (config.DOWNLOADED_DATASETS_DIR)
 # Fields that change when a remote file changes, across fsspec filesystems (http, s3, gcs, hf, local).
 _VALIDATOR_FIELDS = ("ETag", "etag", "Last-Modified", "LastModified", "last_modified", "generation", "updated", "mtime", "md5Hash")
 # Passes over a file whose validator changed while it was being fetched, before giving up.
@@ -90,7 +90,7 @@ def default_cache_dir() -> str:
 
 
 def downloads_dir(cache_dir: Optional[str] = None) -> str:
-    """Where the builder keeps its downloads: `<cache>/arr_coc_downloads`."""
+    """Where builds keep their downloads: `<cache>/downloads`, the folder datasets itself downloads to."""
     return os.path.join(os.path.expanduser(cache_dir or default_cache_dir()), DOWNLOADS_SUBDIR)
 
 

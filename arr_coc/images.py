@@ -17,6 +17,7 @@ from typing import Optional
 from PIL import Image
 
 from .remote import open_zip, read_url
+from .retry import NotThere
 
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
@@ -100,11 +101,15 @@ class ImageStore:
         self._inspect = _CHECK_MEMO.inspect if remember_checks else inspect_image
 
     def read(self, file_name: str) -> Optional[bytes]:
-        """The file's bytes, or None if the source has no such image."""
+        """The file's bytes, or None if the source definitely has no such image.
+
+        Only a real 404 of a per-image URL or a member absent from its archive is None (`missing_image`);
+        any other network failure has been retried (`arr_coc.retry`) and raises NetworkError.
+        """
         if self.url_template is not None:
             try:
                 return read_url(self.url_template.format(folder=self.folder, file_name=file_name))
-            except FileNotFoundError:
+            except NotThere:
                 return None
         if self._zip is None:
             self._zip = open_zip(self.archive)

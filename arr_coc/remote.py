@@ -6,7 +6,9 @@ Over HTTP, opening an archive costs a HEAD and three small range GETs (end recor
 central directory), and reading a member of up to `MAX_MEMBER_PREFETCH` bytes costs exactly one
 range GET for that member's bytes; object stores (s3://, gs://, hf://) get the same exact-span
 reads through their filesystem's ranged fetch. A server that ignores Range requests gets a clear
-error instead of a silent download of the whole archive.
+error instead of a silent download of the whole archive. Every request (the HEAD, each range GET, a
+single-image GET) runs under the build's retry policy (`arr_coc.retry`); a give-up is a one-line
+NetworkError.
 
 Credentials for object stores come only from each filesystem's usual environment and config files
 (AWS_* variables and ~/.aws for s3fs, Application Default Credentials for gcsfs, HF_TOKEN or the
@@ -20,9 +22,11 @@ from typing import BinaryIO, Optional
 
 import fsspec
 from fsspec.caching import ReadAheadCache
+from fsspec.spec import AbstractBufferedFile
 from fsspec.registry import known_implementations
 
 from .errors import SourceFormatError
+from .retry import NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
 # than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
@@ -96,17 +100,20 @@ def join_location(base: str, name: str) -> str:
     return os.path.join(base, name)
 
 
-def open_binary(location: str, block_size: int) -> BinaryIO:
+def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = None) -> BinaryIO:
     """A seekable binary file for a local path or a URL, reading members by exact ranges."""
     if not is_url(location):
         return open(location, "rb")
+    policy = policy or RetryPolicy.from_env()
     if not _is_http(location):
-        return _open_object(location, block_size)
-    fs = fsspec.filesystem("http")
+        return _open_object(location, block_size, policy)
+    fs, _ = filesystem_for(location, policy)
     try:
-        info = fs.info(location)  # HEAD: the size, and whether the server refuses ranges outright
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{location}: not found on the server") from None
+        # HEAD: the size, and whether the server refuses ranges outright. Retried; only a real 404
+        # is "not found" (fsspec reports any failed HEAD as FileNotFoundError).
+        info = with_retries(lambda: fs.info(location), url=location, policy=policy)
+    except NotThere:
+        raise NotThere(location, "not found on the server (HTTP 404)") from None
     size = info.get("size")
     if size is None:
         raise SourceFormatError(location, "the server reported no file size (Content-Length), which range reads need")
@@ -116,22 +123,25 @@ def open_binary(location: str, block_size: int) -> BinaryIO:
         raise RangeRequestsUnsupported(location, _no_range_reason("it answers Accept-Ranges: none"))
     # Passing the size keeps fsspec from a second HEAD and from its streaming (non-seekable) file.
     handle = fs.open(location, "rb", block_size=block_size, size=size, cache_type="none")
-    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location), size)
+    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location, policy), size)
     return handle
 
 
-def _open_object(location: str, block_size: int) -> BinaryIO:
+def _open_object(location: str, block_size: int, policy: RetryPolicy) -> BinaryIO:
     """An object-store file (s3://, gs://, hf://, ...) with the same exact-span member reads as HTTP."""
     check_protocol(location)
-    fs, path = fsspec.core.url_to_fs(location)  # credentials: the filesystem's own environment/config
+    fs, path = filesystem_for(location, policy)  # credentials: the filesystem's own environment/config
     try:
-        handle = fs.open(path, "rb", block_size=block_size, cache_type="none")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{location}: not found") from None
+        # Opening reads the object's metadata (its size): one request, retried like the others.
+        handle = with_retries(lambda: fs.open(path, "rb", block_size=block_size, cache_type="none"), url=location, policy=policy)
+    except NotThere:
+        raise NotThere(location, "not found in the object store") from None
+    if not isinstance(handle, AbstractBufferedFile):
+        return handle  # a filesystem without ranged reads (memory://, ...): a plain seekable file
     if not handle.size:
         handle.close()
         raise SourceFormatError(location, "the object is empty")
-    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location), handle.size)
+    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location, policy), handle.size)
     return handle
 
 
@@ -147,10 +157,15 @@ def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE) -> zipfile.ZipFi
         raise
 
 
-def read_url(url: str) -> bytes:
-    """A whole small file (one image) from a URL; FileNotFoundError when the server has none."""
-    with fsspec.open(url, "rb") as handle:
-        return handle.read()
+def read_url(url: str, policy: Optional[RetryPolicy] = None) -> bytes:
+    """A whole small file (one image) from a URL, in one retried GET.
+
+    NotThere (a FileNotFoundError) only for a real 404; any other failure that retries do not cure
+    is a NetworkError.
+    """
+    policy = policy or RetryPolicy.from_env()
+    fs, path = filesystem_for(url, policy)
+    return with_retries(lambda: fs.cat_file(path), url=url, policy=policy)
 
 
 class ArchiveZipFile(zipfile.ZipFile):
@@ -197,19 +212,25 @@ class MemberSpanCache(ReadAheadCache):
         self.start, self.end = start, start + len(self.cache)
 
 
-def _range_fetcher(handle, location: str):
-    """The handle's ranged GET, with fsspec's no-Range ValueError turned into our one-line error."""
+def _range_fetcher(handle, location: str, policy: Optional[RetryPolicy] = None):
+    """The handle's ranged GET under the retry policy, with fsspec's no-Range ValueError turned into
+    our one-line error. A short body is retried (a dropped connection); a long one is an error."""
 
-    def fetch(start: int, end: int) -> bytes:
+    def fetch_once(start: int, end: int) -> bytes:
         try:
             data = handle._fetch_range(start, end)
         except ValueError as error:
             if _FSSPEC_NO_RANGE in str(error):
                 raise RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file")) from None
             raise
-        if len(data) != end - start:
+        if len(data) < end - start:
+            raise TruncatedBody(f"the server sent {len(data)} bytes for the range {start}-{end - 1}")
+        if len(data) > end - start:
             reason = f"the server sent {len(data)} bytes for the range {start}-{end - 1}: has the file changed?"
             raise SourceFormatError(location, reason)
         return data
+
+    def fetch(start: int, end: int) -> bytes:
+        return with_retries(lambda: fetch_once(start, end), url=location, byte_range=(start, end), policy=policy)
 
     return fetch

@@ -2,15 +2,19 @@
 """Build a config of arr-coc-vqa-training and export it as the Hub repository's Parquet shards.
 
     python scripts/build.py --config small|full [--data-dir DIR_OR_URL] [--output-dir REPO_DIR]
-                            [--num-proc N] [--num-shards N] [config overrides, e.g. --max-images-train 10]
+                            [--num-proc N] [--num-shards N] [--cache-dir DIR] [--max-retries N]
+                            [--retry-max-seconds S] [config overrides, e.g. --max-images-train 10]
 
 Writes REPO_DIR/data/<config>/<split>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
 and updates REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The
 build happens in a staging directory and is swapped in only when it has fully succeeded: a failed
 or interrupted build leaves the previous shards, report and README exactly as they were.
+Downloads (annotation archives; whole image archives for an uncapped build from the official URLs)
+go to a persistent cache, CACHE_DIR/downloads, which failed builds keep and later builds reuse.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,9 +32,11 @@ import datasets  # noqa: E402
 from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
 from arr_coc.card import updated_card  # noqa: E402
+from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.export import shard_count, write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
+from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
 from arr_coc.schema import FEATURES, SPLITS  # noqa: E402
 from arr_coc_vqa import ArrCocVqa, ArrCocVqaConfig  # noqa: E402
 
@@ -70,6 +76,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=REPO_ROOT, help="repository directory to write into (default: this repo)")
     parser.add_argument("--num-proc", type=_positive_int, default=1, help="build shards in N processes")
     parser.add_argument("--num-shards", type=_positive_int, help="Parquet shards per split (default: the contract's rule)")
+    parser.add_argument(
+        "--cache-dir",
+        help="where downloads are kept, in CACHE_DIR/downloads, across builds and configs "
+        "(default: the datasets cache, HF_DATASETS_CACHE, normally ~/.cache/huggingface/datasets)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        help="retries of a failed network read after its first attempt (default: ARR_COC_MAX_RETRIES or 7)",
+    )
+    parser.add_argument(
+        "--retry-max-seconds",
+        type=float,
+        help="time budget of one network read, retries and waits included (default: ARR_COC_RETRY_MAX_SECONDS or 900)",
+    )
     overrides = parser.add_argument_group("config overrides (default: the config's own value)")
     for field in OVERRIDE_FIELDS:
         overrides.add_argument(
@@ -88,12 +109,18 @@ def build(args: argparse.Namespace) -> str:
     repo = os.path.abspath(args.output_dir)
     os.makedirs(os.path.join(repo, STAGING_DIR), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f"{args.config}-", dir=os.path.join(repo, STAGING_DIR))
+    # Downloads persist in the shared cache; the staging directory holds only this build's own output
+    # (its Arrow cache, so that every build regenerates and counts its rows, and the shards).
+    download_config = datasets.DownloadConfig(cache_dir=downloads_dir(args.cache_dir or default_cache_dir()))
     try:
         builder = ArrCocVqa(
             config_name=args.config, data_dir=args.data_dir, cache_dir=os.path.join(staging, "cache"), **args.overrides
         )
         try:
-            builder.download_and_prepare(num_proc=args.num_proc if args.num_proc > 1 else None)
+            with _retry_policy_in_environment(args):
+                builder.download_and_prepare(
+                    num_proc=args.num_proc if args.num_proc > 1 else None, download_config=download_config
+                )
         except Exception as error:
             reasons = builder.build_failures()
             if reasons:
@@ -116,6 +143,22 @@ def build(args: argparse.Namespace) -> str:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(os.path.join(repo, STAGING_DIR))
     return _summary(args.config, repo, split_rows, split_shards, report)
+
+
+@contextlib.contextmanager
+def _retry_policy_in_environment(args):
+    """The retry flags as the environment variables every network read (also in `num_proc` workers) reads."""
+    policy = RetryPolicy.from_env(max_retries=args.max_retries, max_seconds=args.retry_max_seconds)
+    saved = dict(os.environ)
+    os.environ.update(policy.environ())
+    try:
+        yield policy
+    finally:
+        for name in policy.environ():
+            if name in saved:
+                os.environ[name] = saved[name]
+            else:
+                os.environ.pop(name, None)
 
 
 def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict]:
@@ -163,7 +206,7 @@ def one_line_reason(error: BaseException) -> str:
     while error is not None and error not in chain:
         chain.append(error)
         error = error.__cause__ or error.__context__
-    for kind in (BuildError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
+    for kind in (BuildError, NetworkError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
         for candidate in chain:
             if isinstance(candidate, kind):
                 return " ".join(str(candidate).split())
@@ -192,6 +235,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 

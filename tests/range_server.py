@@ -7,16 +7,29 @@ and answers 200 with the whole file: the server people start with `python -m htt
 
 Every request is logged (method, path, Range header, status, body bytes actually written), so a
 test can prove that image archives were read by range requests and never downloaded whole.
+
+`FileServer(directory, faults=Faults(...))` injects faults, deterministically for a seed: a share of
+requests answered 503 (with Retry-After) or 500, bodies cut short (connection reset, or closed after
+fewer bytes than Content-Length promised), or stalled beyond the client's read timeout. Each request
+(method, path, range) is faulty on at most `Faults.max_faults_per_request` of its tries, so a client
+within that retry budget always gets through. `Faults(status=503)` answers every request so.
+`server.faults` may be changed while the server runs (an outage that ends, a file that changes).
 """
 
+import email.utils
 import functools
+import hashlib
 import http.server
 import os
 import re
 import shutil
+import socket
+import struct
 import threading
+import time
 import urllib.parse
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Optional
 
 _CHUNK = 64 * 1024
@@ -30,6 +43,63 @@ class LoggedRequest:
     range: Optional[str]  # the Range header as the client sent it
     status: int
     bytes_sent: int  # body bytes written before the response ended or the client hung up
+
+
+@dataclass
+class Faults:
+    """Which share of requests go wrong, and how; decided by a hash of (seed, request, try number)."""
+
+    seed: int = 0
+    unavailable: float = 0.0  # 503 with Retry-After
+    error: float = 0.0  # 500
+    reset: float = 0.0  # connection reset part-way through the body
+    truncate: float = 0.0  # connection closed after part of the promised body
+    stall: float = 0.0  # part of the body, then silence for `stall_seconds`, then a close
+    stall_seconds: float = 1.0
+    retry_after: str = "1"
+    max_faults_per_request: int = 2
+    status: Optional[int] = None  # answer every request with this status (an outage, a 403 host)
+    paths: Optional[frozenset] = None  # only these file names are faulty (None: all)
+    body_limit: Optional[int] = None  # per file: after this many body bytes in all, every GET is reset
+    throttle: float = 0.0  # seconds of sleep after each 64 kB of body: a slow link, to kill a client mid-file
+    _tries: Counter = field(default_factory=Counter)
+    _body_bytes: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def applies_to(self, name: str) -> bool:
+        return self.paths is None or name in self.paths
+
+    def choose(self, method: str, name: str, byte_range: Optional[str]) -> Optional[str]:
+        """The fault for this try of this request, or None."""
+        if not self.applies_to(name):
+            return None
+        if self.status is not None:
+            return "status"
+        key = (method, name, byte_range)
+        with self._lock:
+            self._tries[key] += 1
+            attempt = self._tries[key]
+        if attempt > self.max_faults_per_request:
+            return None
+        digest = hashlib.sha256(repr((self.seed, key, attempt)).encode()).digest()
+        draw = struct.unpack(">Q", digest[:8])[0] / 2**64
+        kinds = [("unavailable", self.unavailable), ("error", self.error)]
+        if method == "GET":
+            kinds += [("reset", self.reset), ("truncate", self.truncate), ("stall", self.stall)]
+        for kind, share in kinds:
+            if draw < share:
+                return kind
+            draw -= share
+        return None
+
+    def allow_body(self, name: str, length: int) -> int:
+        """How many of `length` more body bytes of `name` may still go out under `body_limit`."""
+        if self.body_limit is None or not self.applies_to(name):
+            return length
+        with self._lock:
+            allowed = max(0, min(length, self.body_limit - self._body_bytes[name]))
+            self._body_bytes[name] += allowed
+        return allowed
 
 
 class _CountingWriter:
@@ -93,12 +163,24 @@ class RangeRequestHandler(_LoggingMixin, http.server.BaseHTTPRequestHandler):
             self._record(*outcome)
 
     def _respond(self, send_body: bool, outcome: list) -> None:
+        faults: Optional[Faults] = self.server.faults
+        name = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+        fault = faults.choose(self.command, name, self.headers.get("Range")) if faults else None
+        if fault == "status":
+            outcome[0] = faults.status
+            self._send_empty(faults.status, {"Retry-After": faults.retry_after} if faults.status in (429, 503) else None)
+            return
+        if fault in ("unavailable", "error"):
+            outcome[0] = 503 if fault == "unavailable" else 500
+            self._send_empty(outcome[0], {"Retry-After": faults.retry_after} if fault == "unavailable" else None)
+            return
         path = self._file_path()
         if path is None:
             outcome[0] = 404
             self._send_empty(404)
             return
-        size = os.path.getsize(path)
+        stat = os.stat(path)
+        size = stat.st_size
         header = self.headers.get("Range")
         span = _parse_range(header, size) if header else None
         if span == "unsatisfiable":
@@ -111,17 +193,38 @@ class RangeRequestHandler(_LoggingMixin, http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", self.accept_ranges)
+        # Validators, as real servers send them: a changed file has another ETag.
+        self.send_header("ETag", f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"')
+        self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
         if span:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
         if send_body:
+            length = end - start
+            allowed = faults.allow_body(name, length) if faults else length
+            cut = length // 2 if fault in ("reset", "truncate", "stall") else allowed
             writer = _CountingWriter(self.wfile)
             try:
                 with open(path, "rb") as handle:
                     handle.seek(start)
-                    _copy(handle, writer, end - start)
+                    _copy(handle, writer, min(cut, allowed), faults.throttle if faults else 0.0)
+                self.wfile.flush()
             finally:
                 outcome[1] = writer.written
+            if fault == "stall":
+                time.sleep(faults.stall_seconds)
+            if fault == "reset" or allowed < length:
+                self._reset_connection()
+            elif fault in ("truncate", "stall"):
+                self.close_connection = True  # a clean close, short of the promised Content-Length
+
+    def _reset_connection(self) -> None:
+        """Abort with a TCP RST (SO_LINGER 0), as a crashed server or a dropped link does."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
     def _file_path(self) -> Optional[str]:
         name = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
@@ -189,36 +292,55 @@ def _parse_range(header: str, size: int):
     return start, end
 
 
-def _copy(source, writer: _CountingWriter, length: int) -> None:
+def _copy(source, writer: _CountingWriter, length: int, pause: float = 0.0) -> None:
     while length > 0:
         chunk = source.read(min(_CHUNK, length))
         if not chunk:
             break
         writer.write(chunk)
         length -= len(chunk)
+        if pause:
+            writer.stream.flush()
+            time.sleep(pause)
 
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, handler, directory: str):
+    def __init__(self, handler, directory: str, faults: Optional[Faults] = None):
         super().__init__(("127.0.0.1", 0), handler)
         self.directory = directory
+        self.faults = faults
         self.log: list[LoggedRequest] = []
         self.in_flight = 0  # requests being answered, not yet logged
         self.log_changed = threading.Condition()
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up on a kept-alive connection (or a reset we caused) is not news.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class FileServer:
     """`with FileServer(dir) as server:` serves `dir` at `server.url` until the block ends."""
 
-    def __init__(self, directory, ranges: bool = True, handler=None):
+    def __init__(self, directory, ranges: bool = True, handler=None, faults: Optional[Faults] = None):
         directory = os.path.abspath(str(directory))
         if handler is None:
             handler = RangeRequestHandler if ranges else functools.partial(PlainRequestHandler, directory=directory)
-        self._server = _Server(handler, directory)
+        self._server = _Server(handler, directory, faults)
         # A short poll interval: shutdown() waits for the next poll (0.5 s by default).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="file-server", daemon=True)
+
+    @property
+    def faults(self) -> Optional[Faults]:
+        return self._server.faults
+
+    @faults.setter
+    def faults(self, faults: Optional[Faults]) -> None:
+        self._server.faults = faults
 
     @property
     def url(self) -> str:

@@ -122,3 +122,9 @@ def test_fetch_sources_from_an_s3_mirror_gives_its_files(s3_mirror, mirror, tmp_
     assert "annotations_trainval2014.zip" in names and "train2014.zip" in names and "images.zip" not in names
     for name in names:
         assert (out / name).read_bytes() == (mirror / name).read_bytes(), name
+
+
+def test_a_file_url_is_the_local_mirror(mirror, disk_repo, tmp_path):
+    repo = tmp_path / "file-url-repo"
+    assert build.main(["--config", "small", "--data-dir", f"file://{mirror}", "--output-dir", str(repo)]) == 0
+    assert tree_digest(repo) == tree_digest(disk_repo)
