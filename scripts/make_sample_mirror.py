@@ -11,6 +11,10 @@ What is in it:
     391895/522418, train captions 48/67/126/148, val captions 37/38/49), everything else invented
     deterministically from ``seed``;
   * the format quirks a builder has to cope with (listed in the manifest under "quirks");
+  * Visual Genome's ``image_data.json.zip`` (the GQA -> COCO id map; written with GQA, together with
+    ``annotations_trainval2014.zip`` whose image lists the map refers to): some GQA train images are COCO
+    val2014 photos and some GQA val images COCO train2014 photos (``overlap`` and ``coco_ids`` in the
+    manifest; their questions are in ``expected_skipped`` as eval_overlap / train_overlap), others null;
   * with ``broken=True`` a few deliberately broken cases: a truncated JPEG, an image that is referenced but
     absent from its zip, and questions without annotation.  Their expected effect on a build is in the
     manifest (``expected_skipped``).
