@@ -11,6 +11,7 @@ The Hub repository ships what this builder generates (Parquet shards + README YA
     builder.download_and_prepare(); builder.as_dataset()      # or builder.as_streaming_dataset()
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -27,12 +28,13 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from arr_coc import schema, sources  # noqa: E402
+from arr_coc import decontamination, schema, sources, vg  # noqa: E402
 from arr_coc.download import cached_download  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
+from arr_coc.report import decontamination_report  # noqa: E402
 from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
-from arr_coc.stats import ShardStats, failures, merge, record_failure  # noqa: E402
+from arr_coc.stats import ShardStats, failures, merge, merge_images_skipped, record_failure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
     vqa_prompt_suffix: str = schema.DEFAULT_VQA_PROMPT_SUFFIX
     captions_per_image: int = 1
     seed: int = 0
+    # Leakage control (DESIGN.md): skip GQA train images whose photo is a COCO val2014 photo
+    # (`eval_overlap`) and GQA validation images whose photo is a COCO train2014 photo (`train_overlap`).
+    decontaminate: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -82,6 +87,8 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
             raise ValueError(f"captions_per_image must be an integer >= 1, got {self.captions_per_image!r}")
         if not isinstance(self.vqa_prompt_suffix, str):
             raise ValueError("vqa_prompt_suffix must be a string")
+        if not isinstance(self.decontaminate, bool):
+            raise ValueError(f"decontaminate must be True or False, got {self.decontaminate!r}")
 
     def image_cap(self, split: str) -> Optional[int]:
         return self.max_images_train if split == "train" else self.max_images_validation
@@ -137,10 +144,19 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             captions_per_image=self.config.captions_per_image,
             seed=self.config.seed,
         )
+        specs = {split: self._shard_specs(split, dl_manager) for split in schema.SPLITS}
+        # Read here, once per build in this process; GQA shards get the result as plain data.
+        photo_ids = self._read_photo_ids(dl_manager)
+        if photo_ids is not None:
+            for split in schema.SPLITS:
+                gqa_photos = decontamination.gqa_photos(photo_ids, split)
+                specs[split] = [
+                    dataclasses.replace(spec, gqa_photos=gqa_photos) if spec.source == "gqa" else spec for spec in specs[split]
+                ]
         return [
             datasets.SplitGenerator(
                 name=split,
-                gen_kwargs={"shards": self._shard_specs(split, dl_manager), "options": options, "stats_dir": self.stats_dir},
+                gen_kwargs={"shards": specs[split], "options": options, "stats_dir": self.stats_dir},
             )
             for split in schema.SPLITS
         ]
@@ -172,6 +188,11 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if stats_dir is None:
             raise RuntimeError("no build has run in this builder (a cached dataset does not regenerate its counts)")
         return merge(stats_dir)
+
+    def decontamination_report(self) -> dict:
+        """The build report's "decontamination" object: on or off, files read, what each split lost."""
+        stats = self.build_stats()
+        return decontamination_report(self.decontamination_read, stats, merge_images_skipped(self.stats_dir))
 
     def build_failures(self) -> list[str]:
         """One-line reasons of the shards that failed in the last build (also from `num_proc` workers)."""
@@ -208,6 +229,49 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                     )
                 )
         return specs
+
+    def _read_photo_ids(self, dl_manager) -> Optional[decontamination.PhotoIds]:
+        """Visual Genome's COCO ids (GQA rows' `coco_id`) and, with `decontaminate`, COCO's 2014 id lists.
+
+        Only GQA needs them: COCO-sourced rows are split-clean by construction. With decontamination
+        off the map is still read when it is there, so that `coco_id` does not change with the switch.
+        """
+        enabled = self.config.decontaminate
+        self.decontamination_read = {"enabled": enabled, "files": {}, "visual_genome_images_with_coco_id": None}
+        if "gqa" not in self.config.sources:
+            return None
+        image_data = self._photo_id_file(vg.ARCHIVE, dl_manager, needed=enabled)
+        coco_annotations = self._photo_id_file(decontamination.COCO_ARCHIVE, dl_manager, needed=True) if enabled else None
+        try:
+            photo_ids = decontamination.read_photo_ids(image_data, coco_annotations)
+        except FileNotFoundError as error:  # a URL that turned out not to exist (streaming reads lazily)
+            if enabled:
+                raise FileNotFoundError(f"{_one_line(error)}; leakage control needs it: {decontamination.OFF_HINT}") from None
+            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
+            photo_ids = decontamination.read_photo_ids(None, None)
+        self.decontamination_read["files"] = photo_ids.files
+        if image_data is not None:
+            self.decontamination_read["visual_genome_images_with_coco_id"] = len(photo_ids.coco_ids)
+        return photo_ids
+
+    def _photo_id_file(self, archive: str, dl_manager, needed: bool) -> Optional[str]:
+        try:
+            location = self._location(archive, "gqa")
+        except FileNotFoundError as error:  # a local mirror without the file
+            if needed:
+                raise FileNotFoundError(
+                    f"{_one_line(error)}; leakage control needs it for GQA (decontaminate is on): "
+                    f"add it, or {decontamination.OFF_HINT}"
+                ) from None
+            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
+            return None
+        try:
+            return self._download(location, dl_manager)  # the same cached, resumable, retried download
+        except FileNotFoundError as error:  # a definite 404 from a mirror or host
+            if needed:
+                raise FileNotFoundError(f"{_one_line(error)}; leakage control needs {archive}: {decontamination.OFF_HINT}") from None
+            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
+            return None
 
     def _location(self, archive: str, source: str) -> str:
         data_dir = self.config.data_dir
@@ -266,6 +330,10 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
         else:
             runs.append([spec])
     return runs
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:

@@ -42,7 +42,9 @@ def vqa_rows(
     qas: list[QA],
     suffix: str,
     turns_per_example: Optional[int],
+    coco_id: Optional[str],
 ) -> Iterator[dict]:
+    """`coco_id`: the COCO 2014 id of the photo (image_id for COCO-based sources; GQA: from Visual Genome)."""
     ordered = sorted(qas, key=lambda qa: question_order(qa.question_id))
     size = turns_per_example or len(ordered)
     for chunk, start in enumerate(range(0, len(ordered), size)):
@@ -63,7 +65,7 @@ def vqa_rows(
             }
             for qa in part
         ]
-        yield _row(source, "vqa", original_split, image_id, chunk, image, conversations, qa_metadata, [])
+        yield _row(source, "vqa", original_split, image_id, coco_id, chunk, image, conversations, qa_metadata, [])
 
 
 def caption_rows(
@@ -78,10 +80,10 @@ def caption_rows(
             {"role": "user", "content": rng.choice(CAPTION_INSTRUCTIONS)},
             {"role": "assistant", "content": texts[pick]},
         ]
-        yield _row("coco", "caption", original_split, image_id, chunk, image, conversations, [], texts)
+        yield _row("coco", "caption", original_split, image_id, image_id, chunk, image, conversations, [], texts)
 
 
-def _row(source, task, original_split, image_id, chunk, image: CheckedImage, conversations, qa, captions) -> dict:
+def _row(source, task, original_split, image_id, coco_id, chunk, image: CheckedImage, conversations, qa, captions) -> dict:
     return {
         "id": row_id(source, original_split, image_id, chunk),
         # bytes + file name: the Image feature stores them as they are, with no re-encoding.
@@ -91,6 +93,7 @@ def _row(source, task, original_split, image_id, chunk, image: CheckedImage, con
         "task": task,
         "metadata": {
             "image_id": image_id,
+            "coco_id": coco_id,
             "width": image.width,
             "height": image.height,
             "original_split": original_split,

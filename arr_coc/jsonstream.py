@@ -46,6 +46,11 @@ def iter_list_items(stream: BinaryIO, key: str, filename: str) -> Iterator[Any]:
     yield from _guarded(_list_items_of(_Window(stream), key), filename)
 
 
+def iter_array_items(stream: BinaryIO, filename: str) -> Iterator[Any]:
+    """Yield the items of a top-level list (Visual Genome's image_data.json)."""
+    yield from _guarded(_top_level_items(_Window(stream)), filename)
+
+
 def iter_dict_items(stream: BinaryIO, filename: str) -> Iterator[tuple[str, Any]]:
     """Yield (key, value) of a top-level object (GQA: question id -> question)."""
     yield from _guarded(_members_of(_Window(stream)), filename)
@@ -226,6 +231,13 @@ def _list_items_of(window: _Window, key: str) -> Iterator[Any]:
             yield from _array_items(window)
         else:
             _skip(window)
+    window.end()
+
+
+def _top_level_items(window: _Window) -> Iterator[Any]:
+    if window.peek() != "[":
+        raise InvalidJSON(f"expected a list at the top level, found {window.peek() or 'the end of the data'!r}")
+    yield from _array_items(window)
     window.end()
 
 

@@ -1,5 +1,6 @@
 """`data/<config>/build_report.json`: what the build read, wrote and skipped."""
 
+from .decontamination import RULES
 from .schema import SOURCES, SPLITS
 
 
@@ -32,3 +33,30 @@ def check_invariant(report: dict, split_rows: dict) -> None:
             rows[split] += stats["rows_written"]
     if rows != split_rows:
         raise ReportInvariantError(f"rows counted by the sources {rows} differ from the rows written {split_rows}")
+
+
+def decontamination_report(read: dict, source_stats: dict, images_skipped: dict) -> dict:
+    """The top-level "decontamination" object (DESIGN.md, "Leakage control").
+
+    `read`: whether it was on, the id files read ("archive/member" -> counts) and how many Visual
+    Genome images map to a COCO id; then, per source and split, the images and items it removed
+    (the same items the "skipped" counts show under `eval_overlap` / `train_overlap`).
+    """
+    removed = {}
+    for source in SOURCES:
+        for split in SPLITS:
+            stats = source_stats.get(source, {}).get(split)
+            if stats is None:
+                continue
+            reason = RULES[split][0]
+            removed.setdefault(source, {})[split] = {
+                "reason": reason,
+                "images": images_skipped.get(source, {}).get(split, {}).get(reason, 0),
+                "items": stats["skipped"].get(reason, 0),
+            }
+    return {
+        "enabled": read["enabled"],
+        "files": read["files"],
+        "visual_genome_images_with_coco_id": read["visual_genome_images_with_coco_id"],
+        "removed": removed,
+    }

@@ -18,6 +18,9 @@ FEATURES = datasets.Features(
         "task": datasets.ClassLabel(names=list(TASKS)),
         "metadata": {
             "image_id": datasets.Value("string"),
+            # The COCO 2014 id of the same photo (GQA: Visual Genome's map; None when there is none),
+            # so that users can filter against any COCO-based evaluation set.
+            "coco_id": datasets.Value("string"),
             "width": datasets.Value("int32"),
             "height": datasets.Value("int32"),
             "original_split": datasets.Value("string"),

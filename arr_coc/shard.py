@@ -9,12 +9,13 @@ counted with its reason.
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from . import coco, gqa, okvqa, vqav2
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from .conversations import caption_rows, vqa_rows
+from .decontamination import GqaPhotos
 from .errors import SourceFormatError
 from .images import CheckedImage, ImageStore
 from .remote import STREAM_BLOCK_SIZE, open_zip
@@ -45,6 +46,9 @@ class ShardSpec:
     image_archive: Optional[str]  # zip location, or None when images come one by one from a URL
     image_folder: str
     image_url_template: Optional[str] = None
+    # GQA only: each image's COCO id and the images that cross the split boundary (leakage control).
+    # Read once per build and shared by every GQA shard of the split; never compared or hashed.
+    gqa_photos: Optional[GqaPhotos] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,12 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
     stats.skip(NO_ANNOTATION, unanswered)
     if not items:
         return
+    crossing = spec.gqa_photos.skip_reason(entry.image_id) if spec.gqa_photos is not None else None
+    if crossing is not None:
+        # Skipped before the image is fetched: a photo on the wrong side of the split boundary is not
+        # downloaded at all. Its unanswered questions stay `no_annotation` above, as without the check.
+        stats.skip_image(crossing, items)
+        return
     image = store.fetch(entry.file_name or _file_name(spec, entry.image_id))
     if not isinstance(image, CheckedImage):
         stats.skip(image, items)
@@ -165,11 +175,19 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
             entry.qas,
             options.vqa_prompt_suffix,
             options.turns_per_example,
+            _coco_id(spec, entry.image_id),
         )
     stats.items_written += items
     for row in rows:
         stats.rows_written += 1
         yield row
+
+
+def _coco_id(spec: ShardSpec, image_id: str) -> Optional[str]:
+    """VQAv2 and OK-VQA images are COCO 2014 images; a GQA image's COCO id comes from Visual Genome."""
+    if spec.source != "gqa":
+        return image_id
+    return spec.gqa_photos.coco_id(image_id) if spec.gqa_photos is not None else None
 
 
 def _file_name(spec: ShardSpec, image_id: str) -> str:

@@ -21,6 +21,8 @@ GQA_BASE_URL = "https://downloads.cs.stanford.edu/nlp/data/gqa"
 COCO_ZIPS_URL = "http://images.cocodataset.org/zips"
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations"
 # Single COCO images, so that a capped build never downloads a 13 GB archive.
+# Visual Genome's image metadata: the id map from GQA (Visual Genome) images to COCO 2014 photos.
+VISUAL_GENOME_URL = "http://visualgenome.org/static/data/dataset"
 COCO_IMAGE_URL = "http://images.cocodataset.org/{folder}/{file_name}"
 
 OFFICIAL_URLS = {
@@ -37,6 +39,7 @@ OFFICIAL_URLS = {
     "annotations_trainval2014.zip": f"{COCO_ANNOTATIONS_URL}/annotations_trainval2014.zip",
     "train2014.zip": f"{COCO_ZIPS_URL}/train2014.zip",
     "val2014.zip": f"{COCO_ZIPS_URL}/val2014.zip",
+    "image_data.json.zip": f"{VISUAL_GENOME_URL}/image_data.json.zip",
 }
 
 

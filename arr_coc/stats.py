@@ -22,10 +22,16 @@ class ShardStats:
     items_written: int = 0
     rows_written: int = 0
     skipped: Counter = field(default_factory=Counter)
+    images_skipped: Counter = field(default_factory=Counter)  # whole images skipped, by reason (leakage control)
 
     def skip(self, reason: str, count: int = 1) -> None:
         if count:
             self.skipped[reason] += count
+
+    def skip_image(self, reason: str, items: int) -> None:
+        """All `items` of one image skipped for one reason, counting the image too."""
+        self.skip(reason, items)
+        self.images_skipped[reason] += 1
 
     def write(self, stats_dir: str, shard_index: int) -> None:
         record = {
@@ -37,6 +43,7 @@ class ShardStats:
             "items_written": self.items_written,
             "rows_written": self.rows_written,
             "skipped": dict(sorted(self.skipped.items())),
+            "images_skipped": dict(sorted(self.images_skipped.items())),
         }
         path = os.path.join(stats_dir, f"{self.split}-{shard_index:05d}.json")
         with open(path + ".tmp", "w") as handle:
@@ -61,6 +68,18 @@ def merge(stats_dir: str) -> dict:
     for splits in merged.values():
         for split_stats in splits.values():
             split_stats["skipped"] = dict(sorted(split_stats["skipped"].items()))
+    return merged
+
+
+def merge_images_skipped(stats_dir: str) -> dict:
+    """{source: {split: {reason: images}}} of the whole images skipped (kept out of `merge`: not a report field)."""
+    merged: dict = {}
+    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
+        with open(path) as handle:
+            shard = json.load(handle)
+        into = merged.setdefault(shard["source"], {}).setdefault(shard["split"], {})
+        for reason, count in shard.get("images_skipped", {}).items():
+            into[reason] = into.get(reason, 0) + count
     return merged
 
 

@@ -93,6 +93,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     overrides = parser.add_argument_group("config overrides (default: the config's own value)")
     for field in OVERRIDE_FIELDS:
+        if field.type is bool:  # --decontaminate / --no-decontaminate
+            overrides.add_argument(
+                "--" + field.name.replace("_", "-"), dest=field.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS
+            )
+            continue
         overrides.add_argument(
             "--" + field.name.replace("_", "-"),
             dest=field.name,
@@ -130,6 +135,7 @@ def build(args: argparse.Namespace) -> str:
         shards_dir = os.path.join(staging, "data", args.config)
         info, split_rows, split_shards = _export(built, shards_dir, args)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
+        report["decontamination"] = builder.decontamination_report()
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")

@@ -11,6 +11,10 @@ What is in it:
     391895/522418, train captions 48/67/126/148, val captions 37/38/49), everything else invented
     deterministically from ``seed``;
   * the format quirks a builder has to cope with (listed in the manifest under "quirks");
+  * Visual Genome's ``image_data.json.zip`` (the GQA -> COCO id map; written with GQA, together with
+    ``annotations_trainval2014.zip`` whose image lists the map refers to): some GQA train images are COCO
+    val2014 photos and some GQA val images COCO train2014 photos (``overlap`` and ``coco_ids`` in the
+    manifest; their questions are in ``expected_skipped`` as eval_overlap / train_overlap), others null;
   * with ``broken=True`` a few deliberately broken cases: a truncated JPEG, an image that is referenced but
     absent from its zip, and questions without annotation.  Their expected effect on a build is in the
     manifest (``expected_skipped``).
@@ -88,6 +92,21 @@ GQA_QUESTIONS_ZIP = "questions1.2.zip"
 GQA_IMAGES_ZIP = "images.zip"
 COCO_ANNOTATIONS_ZIP = "annotations_trainval2014.zip"
 COCO_IMAGE_ZIPS = {"train": "train2014.zip", "validation": "val2014.zip"}
+VG_IMAGE_DATA_ZIP = "image_data.json.zip"  # Visual Genome's image metadata: the GQA -> COCO id map
+VG_IMAGE_DATA_MEMBER = "image_data.json"
+# Leakage control: a GQA image of our split whose photo is a COCO photo of the other split is skipped so.
+OVERLAP_REASON = {"train": "eval_overlap", "validation": "train_overlap"}
+OTHER_SPLIT = {"train": "validation", "validation": "train"}
+# The first records of the real image_data.json, verbatim (reference/source-formats.md 4b.2; the
+# hf-dummy copy has image_id 1-5); generated records follow them in ascending image_id order.
+VG_REAL_RECORDS = [
+    {"width": 800, "url": "https://cs.stanford.edu/people/rak248/VG_100K_2/1.jpg", "height": 600, "image_id": 1,
+     "coco_id": None, "flickr_id": None},
+    {"width": 800, "url": "https://cs.stanford.edu/people/rak248/VG_100K/2.jpg", "height": 600, "image_id": 2,
+     "coco_id": None, "flickr_id": None},
+    {"width": 640, "url": "https://cs.stanford.edu/people/rak248/VG_100K/3.jpg", "height": 480, "image_id": 3,
+     "coco_id": None, "flickr_id": None},
+]
 
 # --------------------------------------------------------------------------------------------------------
 # Real records and header values quoted in the reference.
@@ -283,6 +302,10 @@ class SplitPlan:
     questions: dict = field(default_factory=dict)        # image_id -> [qid ...] (annotated)
     orphans: dict = field(default_factory=dict)          # qid -> image_id (question without annotation)
     quirks: dict = field(default_factory=dict)           # quirk name -> list of record ids
+    # GQA: Visual Genome's coco_id of each numeric imageId (None: not a COCO photo), and the images whose
+    # photo is a COCO photo of the other split (skipped as OVERLAP_REASON[split] by a decontaminated build)
+    coco_ids: dict = field(default_factory=dict)
+    overlap: list = field(default_factory=list)
 
 
 @dataclass
@@ -1053,13 +1076,27 @@ def _coco_stub(kind: str) -> dict:
     return stub
 
 
+def _coco_listed_ids(plans: dict, seed: int) -> dict[str, list[int]]:
+    """The image ids of captions_{train,val}2014.json: the coco source's images, or (a mirror without the coco
+    source, which GQA's leakage control still needs the two image lists of) a few invented COCO ids."""
+    if ("coco", "train") in plans:
+        return {split: list(plans[("coco", split)].image_ids) for split in SPLITS}
+    listed = {}
+    for split in SPLITS:
+        stream = _coco_id_pool(seed, split)
+        next(stream), next(stream)  # the broken specials of the coco family
+        listed[split] = list(itertools.islice(stream, 4))
+    return listed
+
+
 def write_coco_annotations(out: Path, plans: dict, seed: int, image_size: tuple[int, int]) -> list[str]:
     with _AtomicZip(out / COCO_ANNOTATIONS_ZIP) as zf:
         for kind in ("instances", "person_keypoints"):
             for split in SPLITS:
                 write_json_member(zf, f"annotations/{kind}_{COCO_SUB[split]}.json", list(_coco_stub(kind).items()))
+        listed = _coco_listed_ids(plans, seed)
         for split in SPLITS:
-            plan = plans[("coco", split)]
+            plan = plans.get(("coco", split)) or SplitPlan("coco", split, COCO_SUB[split], listed[split])
             sub = COCO_SUB[split]
             rng = random.Random(f"coco-images:{seed}:{split}")
             # image list order: the reference's first val images first, the rest shuffled
@@ -1068,11 +1105,59 @@ def write_coco_annotations(out: Path, plans: dict, seed: int, image_size: tuple[
             order = [i for i in (391895, 522418) if i in order] + [i for i in order if i not in (391895, 522418)]
             images = [_coco_image_entry(rng, i, sub, image_size) for i in order]
             captions = [{"image_id": image_id, "id": cid, "caption": text}
-                        for cid, image_id, text in _coco_captions(plan, seed)]
+                        for cid, image_id, text in _coco_captions(plan, seed)] if ("coco", split) in plans else []
             write_json_member(zf, f"annotations/captions_{sub}.json", [
                 ("info", COCO_INFO), ("images", Stream("list", images)), ("licenses", COCO_LICENSES),
                 ("annotations", Stream("list", captions))])
     return [COCO_ANNOTATIONS_ZIP]
+
+
+def _plan_visual_genome(plans: dict, seed: int) -> None:
+    """Give every numeric GQA imageId a Visual Genome coco_id (on its plan), in a fixed pattern over the
+    invented, healthy images of each split: 1st, 4th, ... -> a COCO photo of the *other* split (the overlap a
+    decontaminated build skips), 2nd, 5th, ... -> null, 3rd, 6th, ... -> a COCO photo of the same split (kept).
+    Real and broken imageIds map to null; `n...` imageIds are not Visual Genome images and get no record."""
+    listed = _coco_listed_ids(plans, seed)
+    for split in SPLITS:  # healthy COCO photos first, so that an overlap is visible in the coco rows too
+        broken = plans[("coco", split)].missing | plans[("coco", split)].corrupt if ("coco", split) in plans else set()
+        listed[split] = [i for i in listed[split] if i not in broken] + [i for i in listed[split] if i in broken]
+    for split in SPLITS:
+        plan = plans[("gqa", split)]
+        plan.coco_ids, plan.overlap = {}, []
+        invented = [i for i in plan.image_ids if not i.startswith("n") and i not in REAL_GQA_IMAGE_IDS
+                    and i not in plan.missing and i not in plan.corrupt]
+        for image_id in plan.image_ids:
+            if not image_id.startswith("n"):
+                plan.coco_ids[image_id] = None
+        for k, image_id in enumerate(invented):
+            pool = {0: listed[OTHER_SPLIT[split]], 2: listed[split]}.get(k % 3)
+            if pool:
+                plan.coco_ids[image_id] = pool[(k // 3) % len(pool)]
+                if k % 3 == 0:
+                    plan.overlap.append(image_id)
+
+
+def write_visual_genome(out: Path, plans: dict, seed: int) -> list[str]:
+    """image_data.json.zip: one JSON list of {width, url, height, image_id, coco_id, flickr_id} in ascending
+    image_id order, as the real file; every other generated record says `id` instead of `image_id`, as some
+    readers write it."""
+    _plan_visual_genome(plans, seed)
+    coco_ids = {int(i): c for split in SPLITS for i, c in plans[("gqa", split)].coco_ids.items()}
+    records = list(VG_REAL_RECORDS)
+    for n, image_id in enumerate(sorted(coco_ids)):
+        rng = random.Random(f"vg-image:{seed}:{image_id}")
+        width, height = rng.choice([(800, 600), (500, 333), (640, 480), (1024, 768)])
+        coco_id = coco_ids[image_id]
+        record = {"width": width, "url": f"https://cs.stanford.edu/people/rak248/VG_100K/{image_id}.jpg",
+                  "height": height, "image_id": image_id, "coco_id": coco_id,
+                  "flickr_id": rng.randrange(10**9, 10**10) if coco_id is not None else None}
+        if n % 2:
+            record = {("id" if key == "image_id" else key): value for key, value in record.items()}
+        records.append(record)
+    with _AtomicZip(out / VG_IMAGE_DATA_ZIP) as zf:
+        with zf.open(_zip_info(VG_IMAGE_DATA_MEMBER, zipfile.ZIP_DEFLATED), "w") as fh:
+            fh.write(json.dumps(records).encode())
+    return [VG_IMAGE_DATA_ZIP]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1310,8 +1395,8 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
     if "gqa" in sources:
         decoy_image_ids = write_gqa_questions(out, plans, gqa_ids, seed)
         write_image_zip(out, gqa_zip, texture, extra_ids=decoy_image_ids)
-        files += [GQA_QUESTIONS_ZIP, GQA_IMAGES_ZIP]
-    if "coco" in sources:
+        files += [GQA_QUESTIONS_ZIP, GQA_IMAGES_ZIP] + write_visual_genome(out, plans, seed)
+    if "coco" in sources or "gqa" in sources:  # GQA's leakage control needs COCO's image lists
         files += write_coco_annotations(out, plans, seed, (width, height))
     for split, zip_plan in coco_zips.items():
         write_image_zip(out, zip_plan, texture)
@@ -1339,6 +1424,8 @@ def _build_manifest(out: Path, files: list[str], plans: dict, coco_zips: dict, g
             zip_plan = gqa_zip if source == "gqa" else coco_zips[split]
             per_image = params["questions_per_image"]
             total, skipped = _expected_skips(plan, per_image)
+            if source == "gqa":  # leakage control's skips, with their image ids and the whole id map
+                skipped[OVERLAP_REASON[split]] = per_image * len(plan.overlap)
             entry = {
                 "original_split": plan.original_split,
                 "image_archive": zip_plan.name,
@@ -1350,6 +1437,9 @@ def _build_manifest(out: Path, files: list[str], plans: dict, coco_zips: dict, g
                            "no_annotation": [str(q) for q in sorted(plan.orphans)]},
                 "image_modes": {str(i): zip_plan.modes[i] for i in plan.image_ids if i in zip_plan.modes},
             }
+            if source == "gqa":
+                entry["overlap"] = {OVERLAP_REASON[split]: list(plan.overlap)}
+                entry["coco_ids"] = {str(i): (None if c is None else str(c)) for i, c in plan.coco_ids.items()}
             sources_out.setdefault(source, {})[split] = entry
     resolved = {s: counts[s] for s in params["sources"]}
     return {

@@ -275,12 +275,12 @@ def test_vqa_join_questions_out_of_order_and_missing_annotation():
     entry = entries["263006"]
     assert entry.unanswered == ["263006002"]
     image = CheckedImage(b"x", "COCO_train2014_000000263006.jpg", 640, 480)
-    [row] = vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "\nSUFFIX", None)
+    [row] = vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "\nSUFFIX", None, "263006")
     assert [qa["question_id"] for qa in row["metadata"]["qa"]] == ["263006000", "263006001", "263006010"]
     assert [turn["role"] for turn in row["conversations"]] == ["user", "assistant"] * 3
     assert row["conversations"][0]["content"] == "How many people are pictured?\nSUFFIX"
     assert [turn["content"] for turn in row["conversations"][1::2]] == ["2", "blue", "yes"]
-    chunks = list(vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "", 2))
+    chunks = list(vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "", 2, "263006"))
     assert [r["id"] for r in chunks] == ["vqav2/train2014/263006/0", "vqav2/train2014/263006/1"]
     assert [len(r["conversations"]) for r in chunks] == [4, 2]
 

@@ -36,6 +36,7 @@ OFFICIAL_JSON_MEMBERS = {
         "annotations/instances_train2014.json", "annotations/instances_val2014.json",
         "annotations/person_keypoints_train2014.json", "annotations/person_keypoints_val2014.json",
         "annotations/captions_train2014.json", "annotations/captions_val2014.json"],
+    "image_data.json.zip": ["image_data.json"],
 }
 IMAGE_ZIP_PATTERNS = {
     "images.zip": ("images/", re.compile(r"images/n?\d+\.jpg")),
@@ -134,7 +135,8 @@ def test_every_official_file_with_exact_members(mirror):
     (("okvqa",), {"OpenEnded_mscoco_train2014_questions.json.zip", "OpenEnded_mscoco_val2014_questions.json.zip",
                   "mscoco_train2014_annotations.json.zip", "mscoco_val2014_annotations.json.zip",
                   "train2014.zip", "val2014.zip"}),
-    (("gqa",), {"questions1.2.zip", "images.zip"}),
+    # GQA's leakage control needs Visual Genome's id map and COCO's image lists
+    (("gqa",), {"questions1.2.zip", "images.zip", "image_data.json.zip", "annotations_trainval2014.zip"}),
     (("coco",), {"annotations_trainval2014.zip", "train2014.zip", "val2014.zip"}),
 ])
 def test_only_the_requested_sources_files(tmp_path, sources, expected):
@@ -329,6 +331,14 @@ def _member(source: str, split: str, image_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ manifest
+def _crossing_gqa_images(out: Path, split: str) -> set:
+    """GQA imageIds of `split` whose Visual Genome coco_id is a COCO photo of the other split."""
+    records = _json(out, "image_data.json.zip", "image_data.json")
+    other = {"train": "val2014", "validation": "train2014"}[split]
+    other_ids = {i["id"] for i in _json(out, "annotations_trainval2014.zip", f"annotations/captions_{other}.json")["images"]}
+    return {str(r.get("image_id", r.get("id"))) for r in records if r["coco_id"] in other_ids}
+
+
 def _recount(out: Path, source: str, split: str, archive: str) -> dict:
     """Count items and skips from the files themselves, with the builder's skip rules."""
     skipped = Counter({"missing_image": 0, "corrupt_image": 0, "no_annotation": 0})
@@ -365,9 +375,15 @@ def _recount(out: Path, source: str, split: str, archive: str) -> dict:
         elif source == "gqa":
             data = _json(out, "questions1.2.zip", GQA_MEMBER[split])
             image_ids = list(dict.fromkeys(r["imageId"] for r in data.values()))
+            crossing = _crossing_gqa_images(out, split)
+            overlap_reason = msm.OVERLAP_REASON[split]
+            skipped[overlap_reason] = 0
             for record in data.values():
-                reason = image_problem(record["imageId"])
-                if reason:
+                # the builder's order: leakage control before fetching the image
+                reason = overlap_reason if record["imageId"] in crossing else image_problem(record["imageId"])
+                if reason == overlap_reason:
+                    skipped[reason] += 1
+                elif reason:
                     skipped[reason] += 1
                     broken[reason].add(record["imageId"])
             total = len(data)
@@ -404,8 +420,10 @@ def test_manifest_counts_match_the_files(mirror, tmp_path, broken):
             if broken:  # one of each broken case per source and split
                 assert entry["expected_skipped"]["missing_image"] > 0 and entry["expected_skipped"]["corrupt_image"] > 0
                 assert entry["expected_skipped"]["no_annotation"] == (1 if source in ("vqav2", "okvqa") else 0)
-            else:
-                assert set(entry["expected_skipped"].values()) == {0}
+            else:  # overlaps are a property of the data, not a broken case
+                assert {n for r, n in entry["expected_skipped"].items() if r not in msm.OVERLAP_REASON.values()} == {0}
+            if source == "gqa":  # every GQA mirror carries at least one photo of the other split
+                assert entry["expected_skipped"][msm.OVERLAP_REASON[split]] > 0
 
 
 def test_image_count_override_keeps_ids_stable(mirror, tmp_path):
