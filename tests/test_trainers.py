@@ -51,7 +51,12 @@ def offline():
         patch.setattr(socket.socket, "connect", _refuse_remote(socket.socket.connect))
         # datasets 5.2 sleeps 5 s after every shuffled Parquet pass; forked DataLoader workers inherit the 0.
         patch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+        # A ~150k-parameter model gains nothing from intra-op threads, and on a shared machine they make
+        # every small op wait for the busy cores.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         yield
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +219,22 @@ def test_truncation_through_image_tokens_is_an_error(card, rows, processor, tmp_
         collator([dict(example) for example in card["to_trl"](rows.select(range(2)))])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks TRL's defaults on a machine without a GPU")
+def test_trl_defaults_refuse_a_cpu_only_machine(tmp_path):
+    with pytest.raises(ValueError, match="use_cpu"):
+        SFTConfig(output_dir=str(tmp_path))
+    config = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)  # what on_cpu=True passes
+    assert config.gradient_checkpointing and not config.bf16
+
+
+def test_answer_only_loss_needs_the_original_template_or_markers(card, rows, processor, tmp_path):
+    tokenizer = processor.tokenizer
+    edited = tiny_processor(tokenizer)
+    edited.chat_template = processor.chat_template + "\n"  # one trailing newline: no longer TRL's known text
+    with pytest.raises(ValueError, match="not training-compatible"):
+        card["sft_trainer"](tiny_model(tokenizer), edited, rows, str(tmp_path), on_cpu=True, max_steps=1, **TRAIN_ARGS)
+
+
 def test_qwen_messages_go_through_apply_chat_template_and_the_model(card, rows, processor):
     model = tiny_model(processor.tokenizer)
     picked = {}
@@ -232,6 +253,9 @@ def test_qwen_messages_go_through_apply_chat_template_and_the_model(card, rows, 
         # Grayscale and CMYK: the processor converts to RGB itself, to exactly image.convert("RGB")'s pixels.
         as_rgb = processor.image_processor(images=[row["image"].convert("RGB")], return_tensors="pt")
         assert torch.equal(inputs["pixel_values"], as_rgb["pixel_values"])
+        if row["image"].mode != "RGB":
+            with pytest.raises(ValueError, match="mean must have"):
+                processor.image_processor(images=[row["image"]], do_convert_rgb=False, return_tensors="pt")
 
 
 def test_cap_pixels_bounds_the_image_tokens(card, rows, processor):
