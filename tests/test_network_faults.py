@@ -11,13 +11,16 @@ import shutil
 import socket
 import zipfile
 
+import datasets
 import pytest
-from helpers import make_mirror, tree_digest
+from helpers import SPLITS, make_mirror, raw_rows, tree_digest
 from range_server import FileServer, Faults
 
 import build
 from arr_coc import sources
+from arr_coc_vqa import ArrCocVqa
 
+CAPS = {"max_images_train": 3, "max_images_validation": 2}
 CAP_FLAGS = ["--max-images-train", "3", "--max-images-validation", "2"]
 IMAGE_ARCHIVES = ("train2014.zip", "val2014.zip", "images.zip")
 ANNOTATION_ARCHIVES = tuple(name for name in sources.OFFICIAL_URLS if name not in IMAGE_ARCHIVES)
@@ -82,6 +85,20 @@ def test_builds_through_a_faulty_server_equal_the_builds_from_disk(mirror, disk_
         requested = {entry.path.lstrip("/") for entry in server.requests()}
         assert requested and not requested & set(ANNOTATION_ARCHIVES)
         assert not [path for path in tree_digest(full) if path.endswith(".zip")]  # no download inside the repo
+
+
+def test_streaming_through_a_faulty_server_gives_the_rows_from_disk(mirror, disk_repos, tmp_path):
+    """Streaming reads annotation members lazily, by range requests: those are retried too."""
+    expected = {split: raw_rows(datasets.load_dataset(str(disk_repos["small"]), "small", split=split)) for split in SPLITS}
+    with FileServer(mirror, faults=FAULTS) as server:
+        builder = ArrCocVqa(config_name="small", data_dir=server.url, cache_dir=str(tmp_path / "cache"), **CAPS)
+        streamed = builder.as_streaming_dataset()
+        for split in SPLITS:
+            assert raw_rows(streamed[split]) == expected[split]
+        annotation_gets = [e for e in server.requests() if e.method == "GET" and e.path.lstrip("/") in ANNOTATION_ARCHIVES]
+        assert annotation_gets and all(e.range for e in annotation_gets)  # read in place, not downloaded
+        assert {500, 503} & {e.status for e in server.requests()}
+    assert not os.path.exists(tmp_path / "cache" / "downloads")
 
 
 def _range_length(header: str) -> int:
