@@ -78,8 +78,8 @@ def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = 
     return handle
 
 
-def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE) -> zipfile.ZipFile:
-    handle = open_binary(location, block_size)
+def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional[RetryPolicy] = None) -> zipfile.ZipFile:
+    handle = open_binary(location, block_size, policy)
     try:
         return ArchiveZipFile(handle)
     except zipfile.BadZipFile as error:

@@ -289,3 +289,17 @@ def test_network_errors_survive_a_trip_between_processes():
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) == "http://h/images.zip bytes 5-9: network read failed after 8 attempts: HTTP 503 Service Unavailable"
     assert isinstance(pickle.loads(pickle.dumps(NotThere("http://h/x.jpg"))), FileNotFoundError)
+
+
+def test_an_archive_whose_head_fails_is_a_network_error_not_a_missing_file(served):
+    """fsspec reports any failed HEAD as FileNotFoundError; the real status decides."""
+    from arr_coc import remote
+
+    folder, _ = served
+    with FileServer(folder, faults=Faults(status=503)) as server:
+        with pytest.raises(NetworkError, match=r"/archive\.zip: network read failed after 3 attempts: HTTP 503 Service Unavailable$"):
+            remote.open_zip(f"{server.url}/archive.zip", policy=FAST)
+        assert [e.method for e in server.requests()] == ["HEAD", "GET"] * 3
+        server.faults = None
+        with pytest.raises(NotThere, match=r"/absent\.zip: not found on the server \(HTTP 404\)"):
+            remote.open_zip(f"{server.url}/absent.zip", policy=FAST)
