@@ -6,6 +6,7 @@ Range), `--sources` fetches only what those sources read, and failures are one l
 import filecmp
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -180,6 +181,25 @@ def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_pat
             if 0 < have < os.path.getsize(mirror / name):
                 assert requests[0].range.startswith(f"bytes={have}-"), (name, requests[0])
         assert gets(server, STALLED_FILE)[0].range == f"bytes={on_disk}-{on_disk + CHUNK - 1}"
+
+
+def test_ctrl_c_stops_at_once_in_one_line_and_keeps_the_partial_files(mirror, tmp_path):
+    out = tmp_path / "out"
+    stalled, release = threading.Event(), threading.Event()
+    with FileServer(mirror, handler=stalling_handler(STALLED_FILE, 1, stalled, release)) as server:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "fetch_sources.py"), str(out), "--from", server.url],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stalled.wait(120), "the fetch never reached the stalled request"
+            process.send_signal(signal.SIGINT)
+            # Not held up by the stalled download (whose read timeout is a minute away).
+            assert process.wait(20) == 130
+        finally:
+            process.kill()
+            release.set()
+        errors = [line for line in process.stderr.read().splitlines() if line.startswith("error:")]
+    assert errors == ["error: interrupted; run the same command again to resume (partial files are kept)"]
+    assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
 
 
 def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror, tmp_path, capsys):

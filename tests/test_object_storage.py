@@ -70,7 +70,8 @@ def disk_repo(mirror, tmp_path_factory):
 
 def test_build_from_s3_is_byte_identical_to_the_build_from_disk(s3_mirror, disk_repo, tmp_path):
     repo = tmp_path / "s3-repo"
-    assert build.main(["--config", "small", "--data-dir", s3_mirror, "--output-dir", str(repo)]) == 0
+    # Two processes: each forked worker opens its own s3fs client.
+    assert build.main(["--config", "small", "--data-dir", s3_mirror, "--output-dir", str(repo), "--num-proc", "2"]) == 0
     built = tree_digest(repo)
     assert any(path.endswith(".parquet") for path in built)
     assert built == tree_digest(disk_repo)
