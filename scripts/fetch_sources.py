@@ -128,10 +128,12 @@ def plan_file(name: str, base_url: Optional[str], out_dir: str, policy: RetryPol
     dest = os.path.join(out_dir, name)
     try:
         size = remote_size(url, policy)
-    except NotThere:
-        return PlannedFile(name, url, dest, None, "fail", problem=f"{url}: not found at the source")
     except Exception as error:  # noqa: BLE001 - one file's failure is reported with the others
-        return PlannedFile(name, url, dest, None, "fail", problem=one_line(error))
+        problem = f"{url}: not found at the source" if isinstance(error, NotThere) else one_line(error)
+        if os.path.exists(dest):  # renamed into place only when it was complete: keep using it
+            logger.warning("%s: kept as it is; the source could not be checked: %s", dest, problem)
+            return PlannedFile(name, url, dest, None, "complete")
+        return PlannedFile(name, url, dest, None, "fail", problem=problem)
     if os.path.exists(dest):
         have = os.path.getsize(dest)
         if size is None or have == size:

@@ -5,6 +5,7 @@ Range), `--sources` fetches only what those sources read, and failures are one l
 
 import filecmp
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -197,8 +198,11 @@ def test_ctrl_c_stops_at_once_in_one_line_and_keeps_the_partial_files(mirror, tm
         finally:
             process.kill()
             release.set()
-        errors = [line for line in process.stderr.read().splitlines() if line.startswith("error:")]
-    assert errors == ["error: interrupted; run the same command again to resume (partial files are kept)"]
+        stderr = process.stderr.read()
+        # Progress bars of the other threads are cleared with cursor moves around the line.
+        lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip() for line in stderr.splitlines())
+        errors = [line for line in lines if line.startswith("error:")]
+    assert errors == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
     assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
 
 
@@ -212,6 +216,15 @@ def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror,
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {server.url}/val2014.zip: not found at the source"]
     assert_same_files(out, mirror, OKVQA_FILES - {"val2014.zip"})
+
+    # Once complete, the mirror does not depend on the source: a file it no longer has is kept.
+    shutil.copy(mirror / "val2014.zip", out / "val2014.zip")
+    os.remove(served / "train2014.zip")
+    with FileServer(served) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa"]) == 0
+        # (fsspec follows a 404 to its HEAD with a GET, which has no body either)
+        assert [entry for entry in gets(server) if entry.bytes_sent or entry.status != 404] == []
+    assert_same_files(out, mirror, OKVQA_FILES)
 
 
 def test_a_different_file_in_the_way_is_left_alone(mirror, tmp_path, capsys):
