@@ -237,7 +237,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         """
         if dl_manager.is_streaming or not is_url(location):
             return location
-        return cached_download(location, _downloads_dir(dl_manager))
+        progress = not datasets.utils.are_progress_bars_disabled()  # datasets.disable_progress_bars() silences ours too
+        return cached_download(location, _downloads_dir(dl_manager), progress=progress)
 
     def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
         """(zip archive location, None) or (None, per-image URL template)."""

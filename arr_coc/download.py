@@ -1,8 +1,9 @@
 """Resumable, verified downloads into a persistent cache.
 
-A download reads the remote file in ranged chunks (`CHUNK_SIZE`), each under the retry policy, and
-appends them to `dest + ".incomplete"`. Beside it, `dest + ".incomplete.json"` records where the bytes
-came from: the URL and its validator (ETag / Last-Modified / size, or the object store's equivalents).
+A download reads the remote file in ranged chunks (`CHUNK_SIZE`, `PARALLEL_CHUNKS` in flight), each
+under the retry policy, and appends them in order to `dest + ".incomplete"`. Beside it,
+`dest + ".incomplete.json"` records where the bytes came from: the URL and its validator (ETag /
+Last-Modified / size, or the object store's equivalents).
 The next run resumes from the bytes on disk with a Range request if the validator is unchanged, and
 starts again from zero if it changed: bytes of two versions are never stitched together. A finished
 file must have the announced size, its validator must still be the same, and a `.zip` must open
@@ -12,11 +13,14 @@ Works for http(s) URLs and any fsspec URL whose filesystem reads byte ranges (s3
 """
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import posixpath
 import zipfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -31,6 +35,8 @@ logger = logging.getLogger(__name__)
 # One ranged request per chunk: a dropped connection costs at most one chunk, and a chunk is
 # big enough that a request's round trip is a small share of its transfer time.
 CHUNK_SIZE = 16 * 1024 * 1024
+# Ranged requests of one download in flight at once (memory: this many chunks).
+PARALLEL_CHUNKS = 4
 INCOMPLETE_SUFFIX = ".incomplete"
 SIDECAR_SUFFIX = ".incomplete.json"
 DOWNLOADS_SUBDIR = "downloads"  # datasets' own name for its download folder (config.DOWNLOADED_DATASETS_DIR)
@@ -118,17 +124,46 @@ def _fetch_to_partial(fs, path: str, url: str, dest: str, remote: RemoteFile, po
             handle.write(data)
         return
     fetch = _span_fetcher(fs, path, url, remote.size)
+
+    def fetch_retried(span: tuple[int, int]) -> bytes:
+        return with_retries(lambda: fetch(*span), url=url, byte_range=span, policy=policy)
+
+    spans = [(start, min(start + CHUNK_SIZE, remote.size)) for start in range(offset, remote.size, CHUNK_SIZE)]
     name = os.path.basename(url.split("?", 1)[0])
     with open(partial, "ab") as handle, tqdm(
         total=remote.size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=not progress
     ) as bar:
-        while offset < remote.size:
-            end = min(offset + CHUNK_SIZE, remote.size)
-            data = with_retries(lambda: fetch(offset, end), url=url, byte_range=(offset, end), policy=policy)
+        for data in _in_order(fetch_retried, spans, PARALLEL_CHUNKS):
             handle.write(data)
-            handle.flush()  # what is on disk is what the next run resumes from
-            offset += len(data)
+            handle.flush()  # what is on disk is what the next run resumes from: always a prefix
             bar.update(len(data))
+
+
+def _in_order(fetch: Callable, spans: list, window: int):
+    """fetch(span) for each span, `window` at a time in threads, yielded in order.
+
+    Several requests in flight hide each request's round trip (a long one to a far host); results
+    are written in order, so the file on disk stays a prefix. A failure stops at that span: the
+    chunks before it are kept, those after it (already fetched or not) are dropped.
+    """
+    if window <= 1:
+        for span in spans:
+            yield fetch(span)
+        return
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="download") as pool:
+        pending = deque()
+        upcoming = iter(spans)
+        try:
+            for span in itertools.islice(upcoming, window):
+                pending.append(pool.submit(fetch, span))
+            while pending:
+                data = pending.popleft().result()
+                for span in itertools.islice(upcoming, 1):
+                    pending.append(pool.submit(fetch, span))
+                yield data
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _resume_offset(partial: str, sidecar: str, url: str, remote: RemoteFile) -> int:

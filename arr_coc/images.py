@@ -16,7 +16,7 @@ from typing import Optional
 
 from PIL import Image
 
-from .remote import open_zip, read_url
+from .remote import network_failure_behind, open_zip, read_url
 from .retry import NotThere
 
 MISSING_IMAGE = "missing_image"
@@ -117,7 +117,10 @@ class ImageStore:
             return self._zip.read(posixpath.join(self.folder, file_name))
         except KeyError:
             return None
-        except (zipfile.BadZipFile, EOFError, zlib.error):
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            network = network_failure_behind(error)
+            if network is not None:
+                raise network from None  # the network failed, not the image
             # A damaged member (bad CRC, cut-off deflate stream) is an unreadable image, not a build failure.
             return b""
 

@@ -26,7 +26,7 @@ from fsspec.spec import AbstractBufferedFile
 from fsspec.registry import known_implementations
 
 from .errors import SourceFormatError
-from .retry import NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
+from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
 # than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
@@ -145,12 +145,15 @@ def _open_object(location: str, block_size: int, policy: RetryPolicy) -> BinaryI
     return handle
 
 
-def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE) -> zipfile.ZipFile:
-    handle = open_binary(location, block_size)
+def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional[RetryPolicy] = None) -> zipfile.ZipFile:
+    handle = open_binary(location, block_size, policy)
     try:
         return ArchiveZipFile(handle)
     except zipfile.BadZipFile as error:
         handle.close()
+        network = network_failure_behind(error)
+        if network is not None:  # zipfile turns any OSError while finding the directory into BadZipFile
+            raise network from None
         raise SourceFormatError(location, f"not a readable zip archive ({error})") from None
     except SourceFormatError:
         handle.close()
@@ -166,6 +169,17 @@ def read_url(url: str, policy: Optional[RetryPolicy] = None) -> bytes:
     policy = policy or RetryPolicy.from_env()
     fs, path = filesystem_for(url, policy)
     return with_retries(lambda: fs.cat_file(path), url=url, policy=policy)
+
+
+def network_failure_behind(error: BaseException) -> Optional[NetworkError]:
+    """The NetworkError that zipfile reported as a damaged archive, if that is what happened."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, NetworkError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class ArchiveZipFile(zipfile.ZipFile):

@@ -60,6 +60,7 @@ class Faults:
     max_faults_per_request: int = 2
     status: Optional[int] = None  # answer every request with this status (an outage, a 403 host)
     paths: Optional[frozenset] = None  # only these file names are faulty (None: all)
+    methods: Optional[frozenset] = None  # only these methods are faulty (None: all)
     body_limit: Optional[int] = None  # per file: after this many body bytes in all, every GET is reset
     throttle: float = 0.0  # seconds of sleep after each 64 kB of body: a slow link, to kill a client mid-file
     _tries: Counter = field(default_factory=Counter)
@@ -71,7 +72,7 @@ class Faults:
 
     def choose(self, method: str, name: str, byte_range: Optional[str]) -> Optional[str]:
         """The fault for this try of this request, or None."""
-        if not self.applies_to(name):
+        if not self.applies_to(name) or (self.methods is not None and method not in self.methods):
             return None
         if self.status is not None:
             return "status"
