@@ -129,3 +129,11 @@ def test_a_file_url_is_the_local_mirror(mirror, disk_repo, tmp_path):
     repo = tmp_path / "file-url-repo"
     assert build.main(["--config", "small", "--data-dir", f"file://{mirror}", "--output-dir", str(repo)]) == 0
     assert tree_digest(repo) == tree_digest(disk_repo)
+
+
+def test_a_mirror_missing_a_file_fails_in_one_line_naming_it(s3_mirror, tmp_path, capsys):
+    empty = f"s3://{BUCKET}/no-such-mirror"
+    assert build.main(["--config", "small", "--data-dir", empty, "--output-dir", str(tmp_path), "--max-retries", "0"]) == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {empty}/") and "not found" in error
+    assert not os.path.exists(tmp_path / "data")
