@@ -61,7 +61,7 @@ def _no_range_reason(evidence: str) -> str:
 
 
 def url_protocol(location: str) -> Optional[str]:
-    """"s3" for "s3://bucket/key", None for a local path (a Windows drive letter has no "//")."""
+    """The scheme of a URL ("s3" for "s3://bucket/key"); None for a local path (C:\\ has no "//")."""
     match = _URL_SCHEME.match(location)
     return match.group(1).lower() if match else None
 

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from tqdm.auto import tqdm
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -63,8 +65,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fetch(args)
     except KeyboardInterrupt:
         # Worker threads would go on downloading: leave now; the partial files resume next time.
-        print("error: interrupted; run the same command again to resume (partial files are kept)", file=sys.stderr, flush=True)
+        # tqdm.write: on its own line, not glued to a progress bar still drawn by another thread.
+        tqdm.write("error: interrupted; run the same command again to resume (partial files are kept)", file=sys.stderr)
         sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(130)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
         print(f"error: {one_line(error)}", file=sys.stderr)
@@ -124,10 +128,12 @@ def plan_file(name: str, base_url: Optional[str], out_dir: str, policy: RetryPol
     dest = os.path.join(out_dir, name)
     try:
         size = remote_size(url, policy)
-    except NotThere:
-        return PlannedFile(name, url, dest, None, "fail", problem=f"{url}: not found at the source")
     except Exception as error:  # noqa: BLE001 - one file's failure is reported with the others
-        return PlannedFile(name, url, dest, None, "fail", problem=one_line(error))
+        problem = f"{url}: not found at the source" if isinstance(error, NotThere) else one_line(error)
+        if os.path.exists(dest):  # renamed into place only when it was complete: keep using it
+            logger.warning("%s: kept as it is; the source could not be checked: %s", dest, problem)
+            return PlannedFile(name, url, dest, None, "complete")
+        return PlannedFile(name, url, dest, None, "fail", problem=problem)
     if os.path.exists(dest):
         have = os.path.getsize(dest)
         if size is None or have == size:

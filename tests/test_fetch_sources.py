@@ -5,7 +5,9 @@ Range), `--sources` fetches only what those sources read, and failures are one l
 
 import filecmp
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +27,7 @@ from arr_coc import sources
 # 20 GB one is with the real chunk size, so that an interruption can fall between two of them.
 CHUNK = 8 * 1024
 STALLED_FILE = "images.zip"  # the biggest archive of the generated mirror
-STALL_ON_GET = 2  # its first chunk arrives, the second never does
+STALL_AT = CHUNK  # its first chunk arrives, the one from this byte on never does
 OKVQA_FILES = {
     "OpenEnded_mscoco_train2014_questions.json.zip",
     "OpenEnded_mscoco_val2014_questions.json.zip",
@@ -46,7 +48,7 @@ def mirror(tmp_path_factory):
         if not (path / name).exists():
             with zipfile.ZipFile(path / name, "w") as archive:
                 archive.writestr(name[: -len(".zip")], "[]")
-    assert os.path.getsize(path / STALLED_FILE) > (STALL_ON_GET + 1) * CHUNK
+    assert os.path.getsize(path / STALLED_FILE) > STALL_AT + 2 * CHUNK
     return path
 
 
@@ -116,18 +118,21 @@ def test_sources_restrict_the_fetch_to_what_they_read(mirror, tmp_path, capsys):
     assert any(name.endswith(".parquet") for name in os.listdir(repo / "data" / "small"))
 
 
-def stalling_handler(name: str, stall_on_get: int, stalled: threading.Event, release: threading.Event):
-    """Serves normally, except that the `stall_on_get`-th GET of `name` never gets an answer."""
+def stalling_handler(name: str, stall_at: int, stalled: threading.Event, release: threading.Event):
+    """Serves normally, except that the first GET of `name` from byte `stall_at` never gets an answer.
+
+    By offset, not by arrival: downloads keep several chunks in flight and write them in order, so
+    exactly the bytes before `stall_at` reach the disk."""
 
     class Handler(RangeRequestHandler):
-        count = 0
+        done = False
         lock = threading.Lock()
 
         def _respond(self, send_body, outcome):
-            if send_body and self.path == f"/{name}":
+            from_byte = (self.headers.get("Range") or "bytes=0-")[len("bytes="):].split("-")[0]
+            if send_body and self.path == f"/{name}" and from_byte == str(stall_at):
                 with Handler.lock:
-                    Handler.count += 1
-                    stall = Handler.count == stall_on_get
+                    stall, Handler.done = not Handler.done, True
                 if stall:
                     stalled.set()
                     release.wait(60)
@@ -140,7 +145,7 @@ def stalling_handler(name: str, stall_on_get: int, stalled: threading.Event, rel
 def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_path, small_chunks):
     out = tmp_path / "out"
     stalled, release = threading.Event(), threading.Event()
-    handler = stalling_handler(STALLED_FILE, STALL_ON_GET, stalled, release)
+    handler = stalling_handler(STALLED_FILE, STALL_AT, stalled, release)
     child = (
         f"import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'scripts')!r}]; "
         f"import arr_coc.download; arr_coc.download.CHUNK_SIZE = {CHUNK}; "
@@ -153,14 +158,14 @@ def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_pat
             assert stalled.wait(120), "the fetch never reached the stalled request"
             partial = out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)
             deadline = time.monotonic() + 30
-            while not (partial.exists() and partial.stat().st_size == (STALL_ON_GET - 1) * CHUNK) and time.monotonic() < deadline:
+            while not (partial.exists() and partial.stat().st_size == STALL_AT) and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
             process.kill()  # SIGKILL: nothing gets to clean up
             process.wait()
             release.set()
         on_disk = partial.stat().st_size
-        assert on_disk == (STALL_ON_GET - 1) * CHUNK
+        assert on_disk == STALL_AT
         complete = {name for name in mirror_names(mirror) if (out / name).exists()}
         assert complete and STALLED_FILE not in complete
         partials = {name: (out / (name + download_module.INCOMPLETE_SUFFIX)).stat().st_size
@@ -178,8 +183,34 @@ def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_pat
             if have:
                 assert sum(entry.bytes_sent for entry in requests) == os.path.getsize(mirror / name) - have, name
             if 0 < have < os.path.getsize(mirror / name):
-                assert requests[0].range.startswith(f"bytes={have}-"), (name, requests[0])
-        assert gets(server, STALLED_FILE)[0].range == f"bytes={on_disk}-{on_disk + CHUNK - 1}"
+                assert min(range_start(entry) for entry in requests) == have, (name, requests)
+        assert f"bytes={on_disk}-{on_disk + CHUNK - 1}" in {entry.range for entry in gets(server, STALLED_FILE)}
+
+
+def range_start(entry) -> int:
+    return int(entry.range[len("bytes="):].split("-")[0]) if entry.range else 0
+
+
+def test_ctrl_c_stops_at_once_in_one_line_and_keeps_the_partial_files(mirror, tmp_path):
+    out = tmp_path / "out"
+    stalled, release = threading.Event(), threading.Event()
+    with FileServer(mirror, handler=stalling_handler(STALLED_FILE, 0, stalled, release)) as server:
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "fetch_sources.py"), str(out), "--from", server.url],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stalled.wait(120), "the fetch never reached the stalled request"
+            process.send_signal(signal.SIGINT)
+            # Not held up by the stalled download (whose read timeout is a minute away).
+            assert process.wait(20) == 130
+        finally:
+            process.kill()
+            release.set()
+        stderr = process.stderr.read()
+        # Progress bars of the other threads are cleared with cursor moves around the line.
+        lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip() for line in stderr.splitlines())
+        errors = [line for line in lines if line.startswith("error:")]
+    assert errors == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
+    assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
 
 
 def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror, tmp_path, capsys):
@@ -192,6 +223,15 @@ def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror,
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {server.url}/val2014.zip: not found at the source"]
     assert_same_files(out, mirror, OKVQA_FILES - {"val2014.zip"})
+
+    # Once complete, the mirror does not depend on the source: a file it no longer has is kept.
+    shutil.copy(mirror / "val2014.zip", out / "val2014.zip")
+    os.remove(served / "train2014.zip")
+    with FileServer(served) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa"]) == 0
+        # (fsspec follows a 404 to its HEAD with a GET, which has no body either)
+        assert [entry for entry in gets(server) if entry.bytes_sent or entry.status != 404] == []
+    assert_same_files(out, mirror, OKVQA_FILES)
 
 
 def test_a_different_file_in_the_way_is_left_alone(mirror, tmp_path, capsys):

@@ -70,7 +70,8 @@ def disk_repo(mirror, tmp_path_factory):
 
 def test_build_from_s3_is_byte_identical_to_the_build_from_disk(s3_mirror, disk_repo, tmp_path):
     repo = tmp_path / "s3-repo"
-    assert build.main(["--config", "small", "--data-dir", s3_mirror, "--output-dir", str(repo)]) == 0
+    # Two processes: each forked worker opens its own s3fs client.
+    assert build.main(["--config", "small", "--data-dir", s3_mirror, "--output-dir", str(repo), "--num-proc", "2"]) == 0
     built = tree_digest(repo)
     assert any(path.endswith(".parquet") for path in built)
     assert built == tree_digest(disk_repo)
@@ -128,3 +129,11 @@ def test_a_file_url_is_the_local_mirror(mirror, disk_repo, tmp_path):
     repo = tmp_path / "file-url-repo"
     assert build.main(["--config", "small", "--data-dir", f"file://{mirror}", "--output-dir", str(repo)]) == 0
     assert tree_digest(repo) == tree_digest(disk_repo)
+
+
+def test_a_mirror_missing_a_file_fails_in_one_line_naming_it(s3_mirror, tmp_path, capsys):
+    empty = f"s3://{BUCKET}/no-such-mirror"
+    assert build.main(["--config", "small", "--data-dir", empty, "--output-dir", str(tmp_path), "--max-retries", "0"]) == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {empty}/") and "not found" in error
+    assert not os.path.exists(tmp_path / "data")
