@@ -155,8 +155,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 for position, row in generate_parts(run, options, stats):
                     yield Key(run[position].index, counts[position]), row
                     counts[position] += 1
-            except (SourceFormatError, OSError) as error:
-                record_failure(stats_dir, run[position].index, error)
+            except Exception as error:
+                # From a `num_proc` worker only a flattened traceback comes back: keep one line here.
+                record_failure(stats_dir, run[position].index, _failure_reason(run[position], error))
                 raise
             for spec, spec_stats in zip(run, stats):
                 _check_official_count(spec, spec_stats, self.config.data_dir)
@@ -246,6 +247,15 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
         else:
             runs.append([spec])
     return runs
+
+
+def _failure_reason(spec: ShardSpec, error: Exception) -> str:
+    """One line naming the file and record: a bad-record error says it already; anything else gets
+    the shard's source, split and file, so that even an unforeseen failure says where it happened."""
+    if isinstance(error, (SourceFormatError, OSError)):
+        return str(error)
+    archive, member = spec.questions
+    return f"{archive}:{member}: building {spec.source} {spec.split} failed: {type(error).__name__}: {error}"
 
 
 def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:

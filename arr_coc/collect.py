@@ -46,7 +46,7 @@ def collect_vqa(
             continue
         text = entry.questions.pop(annotation.question_id, None)
         if text is None:
-            raise SourceFormatError(annotations_file, "a second annotation for the same question", annotation.question_id)
+            continue  # a repeated annotation: its reader fails, naming both, at the end of the file
         entry.qas.append(
             QA(
                 question_id=annotation.question_id,

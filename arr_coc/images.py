@@ -9,6 +9,7 @@ Sources that share images remember each image's outcome by content (`CheckMemo`)
 import hashlib
 import io
 import posixpath
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 # Smallest edge the check decodes to; JPEG DCT scaling goes down to 1/8.
 _DRAFT_SCALE = 8
+# An image file larger than this is counted as `corrupt_image` without being read: the largest COCO
+# 2014 and GQA images are a few MB, while a damaged or hostile zip member may inflate to gigabytes
+# (a 240 kB member of 200 MB peaked at 2.2 GB RSS and made a 200 MB row).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,16 @@ class CorruptImage(Exception):
 def inspect_image(data: bytes) -> tuple[int, int]:
     """(width, height) from the header, after a reduced-size decode proves the data is whole."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if image.format == "JPEG":
-                image.draft(image.mode, (max(1, width // _DRAFT_SCALE), max(1, height // _DRAFT_SCALE)))
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            # Between 1x and 2x MAX_IMAGE_PIXELS PIL only warns: a header claiming 10000x10000 on a
+            # 16x16 JPEG would pass with that size. Here the warning is an error, for this call only.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if image.format == "JPEG":
+                    image.draft(image.mode, (max(1, width // _DRAFT_SCALE), max(1, height // _DRAFT_SCALE)))
+                image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise CorruptImage(str(error)) from None
     return width, height
 
@@ -103,13 +112,19 @@ class ImageStore:
         """The file's bytes, or None if the source has no such image."""
         if self.url_template is not None:
             try:
-                return read_url(self.url_template.format(folder=self.folder, file_name=file_name))
+                data = read_url(self.url_template.format(folder=self.folder, file_name=file_name))
             except FileNotFoundError:
                 return None
+            return data if len(data) <= MAX_IMAGE_BYTES else b""  # too large: corrupt, as below
         if self._zip is None:
             self._zip = open_zip(self.archive)
         try:
-            return self._zip.read(posixpath.join(self.folder, file_name))
+            info = self._zip.getinfo(posixpath.join(self.folder, file_name))
+            if info.file_size > MAX_IMAGE_BYTES:
+                return b""  # counted as corrupt_image, never inflated
+            with self._zip.open(info) as member:
+                # Never more than the directory declares (a member may inflate past a false size).
+                return member.read(info.file_size)
         except KeyError:
             return None
         except (zipfile.BadZipFile, EOFError, zlib.error):
