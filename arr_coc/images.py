@@ -17,6 +17,7 @@ from typing import Optional
 
 from PIL import Image
 
+from .errors import SourceFormatError
 from .remote import open_zip, read_url
 
 MISSING_IMAGE = "missing_image"
@@ -127,13 +128,20 @@ class ImageStore:
                 return member.read(info.file_size)
         except KeyError:
             return None
-        except (zipfile.BadZipFile, EOFError, zlib.error):
-            # A damaged member (bad CRC, cut-off deflate stream) is an unreadable image, not a build failure.
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError):
+            # A damaged member (bad CRC, cut-off deflate stream, a compression method or encryption
+            # flag bit-flipped into its header) is an unreadable image, not a build failure.
             return b""
 
     def fetch(self, file_name: str) -> CheckedImage | str:
         """A checked image, or the skip reason (`missing_image` / `corrupt_image`)."""
-        data = self.read(file_name)
+        try:
+            data = self.read(file_name)
+        except OSError as error:
+            # An I/O error says nothing of where (a damaged directory entry gives "[Errno 22]
+            # Invalid argument"): the build fails with a line naming the archive and the image.
+            where = self.archive or self.url_template.format(folder=self.folder, file_name=file_name)
+            raise SourceFormatError(where, f"cannot read image {posixpath.join(self.folder, file_name)} ({error})") from None
         if data is None:
             return MISSING_IMAGE
         try:

@@ -391,3 +391,52 @@ def build_failures(mirror, tmp_path, sources, num_proc=None, **overrides) -> lis
     with pytest.raises(Exception):
         builder.download_and_prepare(num_proc=num_proc)
     return builder.build_failures()
+
+
+# -- found by tests/test_fuzz_mirror.py ----------------------------------------------------------
+
+
+def patched_zip(path, signature: bytes, field_offset: int, fmt: str, change) -> None:
+    """Rewrite one little-endian field of the first zip record with `signature` (a bit-flip stand-in)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(signature) + field_offset
+    size = struct.calcsize(fmt)
+    (value,) = struct.unpack(fmt, data[at : at + size])
+    data[at : at + size] = struct.pack(fmt, change(value))
+    path.write_bytes(bytes(data))
+
+
+def image_zip(tmp_path):
+    archive = tmp_path / "train2014.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("train2014/a.jpg", small_jpeg())
+    return archive
+
+
+def test_image_member_with_an_unknown_compression_method_is_corrupt(tmp_path):
+    archive = image_zip(tmp_path)
+    patched_zip(archive, b"PK\x01\x02", 10, "<H", lambda method: 99)  # the central directory's method
+    assert images.ImageStore(str(archive), "train2014").fetch("a.jpg") == images.CORRUPT_IMAGE
+
+
+def test_unreadable_image_member_names_archive_and_member(tmp_path):
+    # A central directory offset that points past itself makes every member offset negative: zipfile
+    # then fails with a bare "[Errno 22] Invalid argument".
+    archive = image_zip(tmp_path)
+    patched_zip(archive, b"PK\x05\x06", 16, "<I", lambda offset: offset + 100_000)
+    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}: cannot read image train2014/a\.jpg \(.*Invalid argument"):
+        images.ImageStore(str(archive), "train2014").fetch("a.jpg")
+
+
+def test_annotation_member_that_cannot_be_opened_names_its_archive(mirror, tmp_path):
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    patched_zip(bad / VQAV2_ANNOTATIONS[0], b"PK\x03\x04", 0, "<I", lambda magic: magic ^ 8)  # "Bad magic number"
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and all(reason.startswith(f"{bad / VQAV2_ANNOTATIONS[0]}: member {VQAV2_ANNOTATIONS[1]} cannot be opened") for reason in reasons)
+
+
+def test_image_id_mismatch_names_the_questions_file_too(mirror, tmp_path):
+    bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "image_id", 1))
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and re.search(rf"differs from the question's image_id 1 in {re.escape(str(bad / VQAV2_QUESTIONS[0]))}:{VQAV2_QUESTIONS[1]}$", reasons[0])
