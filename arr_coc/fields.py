@@ -32,7 +32,7 @@ def integer_id(record: dict, key: str, filename: str, record_id) -> str:
     value = record[key]
     # bool is an int in Python, but `true` is not an id.
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SourceFormatError(filename, f"{key!r} must be a non-negative integer, got {_show(value)}", record_id)
+        raise SourceFormatError(filename, f"{key!r} must be a non-negative integer, got {show_value(value)}", record_id)
     return str(value)
 
 
@@ -40,17 +40,17 @@ def optional_object(record: dict, key: str, filename: str, record_id) -> dict:
     """An object field that may be absent (then empty)."""
     value = record.get(key, {})
     if not isinstance(value, dict):
-        raise SourceFormatError(filename, f"{key!r} must be an object, got {_show(value)}", record_id)
+        raise SourceFormatError(filename, f"{key!r} must be an object, got {show_value(value)}", record_id)
     return value
 
 
 def _string(value: Any, key: str, filename: str, record_id) -> str:
     if not isinstance(value, str):
-        raise SourceFormatError(filename, f"{key!r} must be a string, got {_show(value)}", record_id)
+        raise SourceFormatError(filename, f"{key!r} must be a string, got {show_value(value)}", record_id)
     return value
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """The offending value in JSON terms, cut short: the error stays one readable line."""
     if value is None:
         return "null"
