@@ -252,7 +252,7 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
 def _failure_reason(spec: ShardSpec, error: Exception) -> str:
     """One line naming the file and record: a bad-record error says it already; anything else gets
     the shard's source, split and file, so that even an unforeseen failure says where it happened."""
-    if isinstance(error, (SourceFormatError, OSError)):
+    if isinstance(error, SourceFormatError) or (isinstance(error, OSError) and error.filename):
         return str(error)
     archive, member = spec.questions
     return f"{archive}:{member}: building {spec.source} {spec.split} failed: {type(error).__name__}: {error}"

@@ -440,3 +440,14 @@ def test_image_id_mismatch_names_the_questions_file_too(mirror, tmp_path):
     bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "image_id", 1))
     reasons = build_failures(bad, tmp_path, ("vqav2",))
     assert reasons and re.search(rf"differs from the question's image_id 1 in {re.escape(str(bad / VQAV2_QUESTIONS[0]))}:{VQAV2_QUESTIONS[1]}$", reasons[0])
+
+
+def test_io_error_without_a_file_name_gets_the_shards_file(mirror, tmp_path, monkeypatch):
+    import arr_coc.shard
+
+    def failing_rows(*args, **kwargs):
+        raise OSError(5, "Input/output error")  # as a failing disk reports it: no file name
+
+    monkeypatch.setattr(arr_coc.shard, "caption_rows", failing_rows)
+    [reason, *_] = build_failures(mirror, tmp_path, ("coco",))
+    assert reason == f"{mirror}/annotations_trainval2014.zip:annotations/captions_train2014.json: building coco train failed: OSError: [Errno 5] Input/output error"
