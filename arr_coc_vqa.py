@@ -32,6 +32,7 @@ from arr_coc import decontamination, schema, sources, vg  # noqa: E402
 from arr_coc.download import cached_download  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
 from arr_coc.report import decontamination_report  # noqa: E402
+from arr_coc.retry import NetworkError  # noqa: E402
 from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.stats import ShardStats, failures, merge, merge_images_skipped, record_failure  # noqa: E402
@@ -172,8 +173,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 for position, row in generate_parts(run, options, stats):
                     yield Key(run[position].index, counts[position]), row
                     counts[position] += 1
-            except (SourceFormatError, OSError) as error:
-                record_failure(stats_dir, run[position].index, error)
+            except Exception as error:
+                # From a `num_proc` worker only a flattened traceback comes back: keep one line here.
+                record_failure(stats_dir, run[position].index, _failure_reason(run[position], error))
                 raise
             for spec, spec_stats in zip(run, stats):
                 _check_official_count(spec, spec_stats, self.config.data_dir)
@@ -335,6 +337,15 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+def _failure_reason(spec: ShardSpec, error: Exception) -> str:
+    """One line naming the file and record: a bad-record error says it already; anything else gets
+    the shard's source, split and file, so that even an unforeseen failure says where it happened."""
+    if isinstance(error, (SourceFormatError, NetworkError)) or (isinstance(error, OSError) and error.filename):
+        return str(error)
+    archive, member = spec.questions
+    return f"{archive}:{member}: building {spec.source} {spec.split} failed: {type(error).__name__}: {error}"
 
 
 def _check_official_count(spec: ShardSpec, stats: ShardStats, data_dir: Optional[str]) -> None:

@@ -8,25 +8,48 @@ spaces, so they are normalised.
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
+from .fields import integer_id, text
 from .jsonstream import iter_list_items
 from .records import Caption
+from .unique import UniqueIds, rewound
 
 
 def iter_images(stream: BinaryIO, filename: str) -> Iterator[tuple[str, str]]:
     """Yield (image id as a decimal string, file_name)."""
+    seen = UniqueIds(filename, "images", "image id")
     for index, record in enumerate(iter_list_items(stream, "images", filename)):
-        if not isinstance(record, dict) or "id" not in record or "file_name" not in record:
-            raise SourceFormatError(filename, "an image needs 'id' and 'file_name'", f"images[{index}]")
-        yield str(record["id"]), str(record["file_name"])
+        record_id = f"images[{index}]"
+        _require_object(record, filename, record_id)
+        image_id = integer_id(record, "id", filename, record_id)
+        seen.add(image_id)
+        yield image_id, text(record, "file_name", filename, record_id)
+    seen.check(lambda: _ids(stream, "images", filename))
 
 
 def iter_captions(stream: BinaryIO, filename: str) -> Iterator[Caption]:
+    seen = UniqueIds(filename, "annotations", "caption id")
     for index, record in enumerate(iter_list_items(stream, "annotations", filename)):
-        if not isinstance(record, dict) or not {"id", "image_id", "caption"} <= record.keys():
-            raise SourceFormatError(filename, "a caption needs 'id', 'image_id' and 'caption'", f"annotations[{index}]")
-        if not isinstance(record["caption"], str):
-            raise SourceFormatError(filename, "'caption' must be a string", record["id"])
-        yield Caption(caption_id=int(record["id"]), image_id=str(record["image_id"]), text=normalise_caption(record["caption"]))
+        record_id = f"annotations[{index}]"
+        _require_object(record, filename, record_id)
+        caption_id = integer_id(record, "id", filename, record_id)
+        seen.add(caption_id)
+        yield Caption(
+            caption_id=int(caption_id),
+            image_id=integer_id(record, "image_id", filename, record_id),
+            text=normalise_caption(text(record, "caption", filename, record_id)),
+        )
+    seen.check(lambda: _ids(stream, "annotations", filename))
+
+
+def _require_object(record, filename: str, record_id: str) -> None:
+    if not isinstance(record, dict):
+        raise SourceFormatError(filename, f"a record must be an object, got {type(record).__name__}", record_id)
+
+
+def _ids(stream: BinaryIO, records: str, filename: str) -> Iterator[str]:
+    """Every record's id again, for the duplicate check's second read."""
+    for record in iter_list_items(rewound(stream), records, filename):
+        yield str(record["id"])
 
 
 def normalise_caption(text: str) -> str:

@@ -13,7 +13,11 @@ from .selection import ImageSelector
 
 
 def collect_vqa(
-    questions: Iterable[Question], annotations: Iterable[Annotation], selector: ImageSelector, annotations_file: str
+    questions: Iterable[Question],
+    annotations: Iterable[Annotation],
+    selector: ImageSelector,
+    annotations_file: str,
+    questions_file: str = "the questions file",
 ) -> int:
     """VQAv2 and OK-VQA: questions and annotations are two lists joined on question_id.
 
@@ -38,7 +42,7 @@ def collect_vqa(
         if image_id != annotation.image_id:
             raise SourceFormatError(
                 annotations_file,
-                f"image_id {annotation.image_id} differs from the question's image_id {image_id}",
+                f"image_id {annotation.image_id} differs from the question's image_id {image_id} in {questions_file}",
                 annotation.question_id,
             )
         entry = selector.get(image_id)
@@ -46,7 +50,7 @@ def collect_vqa(
             continue
         text = entry.questions.pop(annotation.question_id, None)
         if text is None:
-            raise SourceFormatError(annotations_file, "a second annotation for the same question", annotation.question_id)
+            continue  # a repeated annotation: its reader fails, naming both, at the end of the file
         entry.qas.append(
             QA(
                 question_id=annotation.question_id,

@@ -9,8 +9,10 @@ import posixpath
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
+from .fields import optional_object, optional_text, text
 from .jsonstream import iter_dict_items
 from .records import QA, SharedValues
+from .unique import UniqueIds, rewound
 
 ANSWER_STYLES = ("short", "full")
 
@@ -30,23 +32,27 @@ def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short")
     if answer_style not in ANSWER_STYLES:
         raise ValueError(f"gqa_answer_style must be one of {ANSWER_STYLES}, got {answer_style!r}")
     shared = SharedValues()
+    seen = UniqueIds(filename, "questions", "question id")
     for question_id, record in iter_dict_items(stream, filename):
-        if not isinstance(record, dict) or "imageId" not in record or "question" not in record:
-            raise SourceFormatError(filename, "a question needs 'imageId' and 'question'", question_id)
-        image_id = shared(str(record["imageId"]))
-        if "answer" not in record:
+        seen.add(question_id)
+        if not isinstance(record, dict):
+            raise SourceFormatError(filename, f"a question must be an object, got {type(record).__name__}", question_id)
+        image_id = shared(text(record, "imageId", filename, question_id))
+        question = text(record, "question", filename, question_id)
+        if "answer" not in record:  # test and challenge records carry no answer
             yield image_id, question_id
             continue
-        short = shared(str(record["answer"]))
+        short = shared(text(record, "answer", filename, question_id))
         assistant = short if answer_style == "short" else _full_answer(record, question_id, filename)
         yield image_id, QA(
             question_id=question_id,
-            question=str(record["question"]),
+            question=question,
             answer=assistant,
             answers=shared((short,)),
-            question_type=shared(_detailed_type(record)),
+            question_type=shared(_detailed_type(record, question_id, filename)),
             answer_type=answer_type(short),
         )
+    seen.check(lambda: (question_id for question_id, _ in iter_dict_items(rewound(stream), filename)))
 
 
 def answer_type(short_answer: str) -> str:
@@ -61,9 +67,9 @@ def answer_type(short_answer: str) -> str:
 def _full_answer(record: dict, question_id: str, filename: str) -> str:
     if "fullAnswer" not in record:
         raise SourceFormatError(filename, "gqa_answer_style='full' needs 'fullAnswer'", question_id)
-    return str(record["fullAnswer"])
+    return text(record, "fullAnswer", filename, question_id)
 
 
-def _detailed_type(record: dict) -> str:
-    types = record.get("types") or {}
-    return str(types.get("detailed", ""))
+def _detailed_type(record: dict, question_id: str, filename: str) -> str:
+    types = optional_object(record, "types", filename, question_id)
+    return optional_text(types, "detailed", filename, question_id)

@@ -9,6 +9,7 @@ Sources that share images remember each image's outcome by content (`CheckMemo`)
 import hashlib
 import io
 import posixpath
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -16,13 +17,18 @@ from typing import Optional
 
 from PIL import Image
 
+from .errors import SourceFormatError
 from .remote import network_failure_behind, open_zip, read_url
-from .retry import NotThere
+from .retry import NetworkError, NotThere
 
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 # Smallest edge the check decodes to; JPEG DCT scaling goes down to 1/8.
 _DRAFT_SCALE = 8
+# An image file larger than this is counted as `corrupt_image` without being read: the largest COCO
+# 2014 and GQA images are a few MB, while a damaged or hostile zip member may inflate to gigabytes
+# (a 240 kB member of 200 MB peaked at 2.2 GB RSS and made a 200 MB row).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,16 @@ class CorruptImage(Exception):
 def inspect_image(data: bytes) -> tuple[int, int]:
     """(width, height) from the header, after a reduced-size decode proves the data is whole."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if image.format == "JPEG":
-                image.draft(image.mode, (max(1, width // _DRAFT_SCALE), max(1, height // _DRAFT_SCALE)))
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            # Between 1x and 2x MAX_IMAGE_PIXELS PIL only warns: a header claiming 10000x10000 on a
+            # 16x16 JPEG would pass with that size. Here the warning is an error, for this call only.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if image.format == "JPEG":
+                    image.draft(image.mode, (max(1, width // _DRAFT_SCALE), max(1, height // _DRAFT_SCALE)))
+                image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise CorruptImage(str(error)) from None
     return width, height
 
@@ -108,25 +118,40 @@ class ImageStore:
         """
         if self.url_template is not None:
             try:
-                return read_url(self.url_template.format(folder=self.folder, file_name=file_name))
+                data = read_url(self.url_template.format(folder=self.folder, file_name=file_name))
             except NotThere:
                 return None
+            return data if len(data) <= MAX_IMAGE_BYTES else b""  # too large: corrupt, as below
         if self._zip is None:
             self._zip = open_zip(self.archive)
         try:
-            return self._zip.read(posixpath.join(self.folder, file_name))
+            info = self._zip.getinfo(posixpath.join(self.folder, file_name))
+            if info.file_size > MAX_IMAGE_BYTES:
+                return b""  # counted as corrupt_image, never inflated
+            with self._zip.open(info) as member:
+                # Never more than the directory declares (a member may inflate past a false size).
+                return member.read(info.file_size)
         except KeyError:
             return None
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
             network = network_failure_behind(error)
             if network is not None:
                 raise network from None  # the network failed, not the image
-            # A damaged member (bad CRC, cut-off deflate stream) is an unreadable image, not a build failure.
+            # A damaged member (bad CRC, cut-off deflate stream, a compression method or encryption
+            # flag bit-flipped into its header) is an unreadable image, not a build failure.
             return b""
 
     def fetch(self, file_name: str) -> CheckedImage | str:
         """A checked image, or the skip reason (`missing_image` / `corrupt_image`)."""
-        data = self.read(file_name)
+        try:
+            data = self.read(file_name)
+        except NetworkError:
+            raise  # already one line naming the URL and byte range
+        except OSError as error:
+            # An I/O error says nothing of where (a damaged directory entry gives "[Errno 22]
+            # Invalid argument"): the build fails with a line naming the archive and the image.
+            where = self.archive or self.url_template.format(folder=self.folder, file_name=file_name)
+            raise SourceFormatError(where, f"cannot read image {posixpath.join(self.folder, file_name)} ({error})") from None
         if data is None:
             return MISSING_IMAGE
         try:

@@ -33,6 +33,17 @@ class InvalidJSON(ValueError):
     pass
 
 
+class InvalidUTF8(InvalidJSON):
+    """A byte that is not UTF-8, at its offset from the start of the stream."""
+
+    def __init__(self, offset: int, byte: int):
+        super().__init__(f"byte 0x{byte:02x} at byte offset {offset} is not valid UTF-8")
+
+
+class WrongShape(ValueError):
+    """Valid JSON, but not the layout the reader needs (a missing record list, a list for an object)."""
+
+
 def _reject_constant(name: str):
     raise InvalidJSON(f"{name} is not valid JSON")
 
@@ -72,6 +83,8 @@ class _Window:
         self.text = ""
         self.pos = 0
         self.eof = False
+        self.bytes_read = 0
+        self.bad_byte: Optional[InvalidUTF8] = None  # raised once the scanner reaches it
 
     def more(self) -> bool:
         """Append the next bytes to the window, dropping what lies before `pos`; False at the end.
@@ -80,15 +93,33 @@ class _Window:
         reads costs linear, not quadratic, copying.
         """
         text = ""
-        while not text and not self.eof:  # a read may end inside a multi-byte character
+        while not text:  # a read may end inside a multi-byte character
+            if self.bad_byte is not None:
+                raise self.bad_byte
+            if self.eof:
+                return False  # the window stays as it is: a caller may hold offsets into it
             data = self.stream.read(max(CHUNK_BYTES, len(self.text) - self.pos))
             self.eof = not data
-            text = self.decoder.decode(data, final=self.eof)
-        if not text:
-            return False  # the window stays as it is: a caller may hold offsets into it
+            text = self._decode(data)
         self.text = self.text[self.pos :] + text
         self.pos = 0
         return True
+
+    def _decode(self, data: bytes) -> str:
+        """The text of `data`; at an invalid byte, the text before it, and the error for later.
+
+        The error waits until the scanner has used up the valid text, so the records before the bad
+        byte are read as usual and the error names the record that holds it, not a window's start.
+        """
+        buffered = len(self.decoder.getstate()[0])  # bytes of a character cut by the previous read
+        try:
+            return self.decoder.decode(data, final=self.eof)
+        except UnicodeDecodeError as error:
+            self.bad_byte = InvalidUTF8(self.bytes_read - buffered + error.start, error.object[error.start])
+            self.eof = True
+            return error.object[: error.start].decode("utf-8")
+        finally:
+            self.bytes_read += len(data)
 
     def peek(self) -> str:
         """The next non-whitespace character ("" at the end of the stream), not consumed."""
@@ -120,8 +151,9 @@ class _Window:
                 if cut and self.more():
                     continue
                 raise InvalidJSON(error.msg) from None
-            # A number that ends near the window's end may go on in the next read ("3." of "3.5").
-            if end > len(self.text) - _CUT_MARGIN and self.more():
+            # A number that ends near the window's end may go on in the next read ("3." of "3.5");
+            # before an invalid byte the valid text is all there is.
+            if end > len(self.text) - _CUT_MARGIN and self.bad_byte is None and self.more():
                 continue
             self.pos = end
             return value
@@ -221,17 +253,41 @@ def _skip(window: _Window) -> None:
 
 
 def _list_items_of(window: _Window, key: str) -> Iterator[Any]:
-    """Items of the top-level object's list `key`, from every member so named (as ijson's `key.item`)."""
-    if window.peek() != "{":
-        _skip(window)  # not an object: nothing matches, but the document must still be valid
-        window.end()
-        return
+    """Items of the top-level object's list `key`, from every member so named (as ijson's `key.item`).
+
+    A document without that list is an error, not an empty source: a file whose records sit under
+    another key ("question" for "questions") would otherwise build with every item lost.
+    """
+    _require_object(window, f"an object with a {key!r} list")
+    names = []
     for name in _object_keys(window):
-        if name == key and window.peek() == "[":
+        names.append(name)
+        if name != key:
+            _skip(window)
+        elif window.peek() == "[":
             yield from _array_items(window)
         else:
+            found = window.peek()
             _skip(window)
+            raise WrongShape(f"{key!r} is {_kind(found)}, not a list")
     window.end()
+    if key not in names:
+        raise WrongShape(f"no top-level {key!r} list (top-level keys: {names[:10]})")
+
+
+def _require_object(window: _Window, wanted: str) -> None:
+    """The document must be an object; anything else is reported once it is known to be valid JSON."""
+    found = window.peek()
+    if found != "{":
+        _skip(window)
+        window.end()
+        raise WrongShape(f"the top level is {_kind(found)}, not {wanted}")
+
+
+def _kind(first_char: str) -> str:
+    return {"[": "a list", '"': "a string", "t": "a boolean", "f": "a boolean", "n": "null", "{": "an object"}.get(
+        first_char, "a number"
+    )
 
 
 def _top_level_items(window: _Window) -> Iterator[Any]:
@@ -244,10 +300,7 @@ def _top_level_items(window: _Window) -> Iterator[Any]:
 def _members_of(window: _Window) -> Iterator[tuple[str, Any]]:
     """Members of the top-level object, each yielded once the next key or the object's end has been
     read (as ijson's `kvitems` does, so a cut file fails after the same number of records)."""
-    if window.peek() != "{":
-        _skip(window)
-        window.end()
-        return
+    _require_object(window, "an object of records by id")
     window.expect("{")
     if window.peek() == "}":
         window.pos += 1
@@ -285,6 +338,10 @@ def _guarded(items: Iterator[Any], filename: str) -> Iterator[Any]:
         for item in items:
             count += 1
             yield item
+    except WrongShape as error:
+        raise SourceFormatError(filename, str(error)) from None
+    except InvalidUTF8 as error:
+        raise SourceFormatError(filename, f"{error}, in record {count} (counting from 0)") from None
     except (InvalidJSON, UnicodeDecodeError, RecursionError, ijson.JSONError) as error:
         raise SourceFormatError(filename, f"invalid or truncated JSON after {count} records ({error})") from None
     except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as error:  # truncated or corrupt archive member

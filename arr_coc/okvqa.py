@@ -8,9 +8,11 @@ from collections import Counter
 from typing import BinaryIO, Iterator, Mapping
 
 from .errors import SourceFormatError
+from .fields import integer_id, optional_text
 from .jsonstream import iter_list_items, read_value
 from .records import Annotation, SharedValues
-from .vqav2 import _require, answers_in_id_order, checked_answer_type
+from .unique import UniqueIds
+from .vqav2 import answers_in_id_order, checked_answer_type, question_ids, record_question_id
 from .vqav2 import iter_questions  # noqa: F401  (same question format as VQAv2)
 
 
@@ -18,26 +20,29 @@ def read_question_types(stream: BinaryIO, filename: str) -> dict[str, str]:
     question_types = read_value(stream, "question_types", filename)
     if question_types is None:
         return {}
-    if not isinstance(question_types, dict):
-        raise SourceFormatError(filename, "'question_types' must be an object mapping codes to names")
-    return {str(code): str(name) for code, name in question_types.items()}
+    if not isinstance(question_types, dict) or not all(isinstance(name, str) for name in question_types.values()):
+        raise SourceFormatError(filename, "'question_types' must be an object mapping codes to names (strings)")
+    return dict(question_types)
 
 
 def iter_annotations(stream: BinaryIO, filename: str, question_types: Mapping[str, str]) -> Iterator[Annotation]:
     shared = SharedValues()
+    seen = UniqueIds(filename, "annotations", "question_id")
     for index, record in enumerate(iter_list_items(stream, "annotations", filename)):
-        _require(record, ("question_id", "image_id", "answers"), filename, index)
+        question_id = record_question_id(record, filename, "annotations", index)
+        seen.add(question_id)
         answers = answers_in_id_order(record, filename, shared)
-        code = str(record.get("question_type", ""))
+        code = optional_text(record, "question_type", filename, question_id)
         yield Annotation(
-            question_id=str(record["question_id"]),
-            image_id=str(record["image_id"]),
+            question_id=question_id,
+            image_id=integer_id(record, "image_id", filename, question_id),
             answer=majority_answer(answers),
             answers=answers,
             # The readable category; the code itself when the file's map lacks it.
             question_type=question_types.get(code, code),
             answer_type=checked_answer_type(record, filename),
         )
+    seen.check(lambda: question_ids(stream, "annotations", filename))
 
 
 def majority_answer(answers: tuple[str, ...]) -> str:

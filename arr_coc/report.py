@@ -21,7 +21,7 @@ def build_report(config_name: str, overrides: dict, source_stats: dict, split_ro
 
 
 def check_invariant(report: dict, split_rows: dict) -> None:
-    """items_selected == items_written + sum(skipped) everywhere, and the rows add up."""
+    """items_selected == items_written + sum(skipped) <= items_total everywhere, and the rows add up."""
     rows = dict.fromkeys(split_rows, 0)
     for source, splits in report["sources"].items():
         for split, stats in splits.items():
@@ -29,6 +29,10 @@ def check_invariant(report: dict, split_rows: dict) -> None:
             if stats["items_selected"] != accounted:
                 raise ReportInvariantError(
                     f"{source}/{split}: {stats['items_selected']} items selected but {accounted} written or skipped"
+                )
+            if stats["items_selected"] > stats["items_total"]:
+                raise ReportInvariantError(
+                    f"{source}/{split}: {stats['items_selected']} items selected of only {stats['items_total']} in the source"
                 )
             rows[split] += stats["rows_written"]
     if rows != split_rows:

@@ -9,6 +9,8 @@ counted with its reason.
 import contextlib
 import gc
 import logging
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -69,6 +71,8 @@ def open_member(location: str, member: str, find_member=None):
             stream = archive.open(name)
         except KeyError:
             raise SourceFormatError(location, f"has no member {member}") from None
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as error:
+            raise SourceFormatError(location, f"member {name} cannot be opened ({error})") from None
         with stream:
             yield stream, f"{location}:{name}"
 
@@ -139,7 +143,9 @@ def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector, part
                 answers = okvqa.iter_annotations(annotations, annotations_name, question_types)
             else:
                 answers = vqav2.iter_annotations(annotations, annotations_name)
-            return collect_vqa(vqav2.iter_questions(questions, questions_name), answers, selector, annotations_name)
+            return collect_vqa(
+                vqav2.iter_questions(questions, questions_name), answers, selector, annotations_name, questions_name
+            )
 
 
 def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, stats: ShardStats) -> Iterator[dict]:

@@ -83,9 +83,15 @@ def merge_images_skipped(stats_dir: str) -> dict:
     return merged
 
 
-def record_failure(stats_dir: str, shard_index: int, error: BaseException) -> None:
+# A reason longer than this is cut: one line a user can read, not a dump of a record.
+MAX_REASON_CHARS = 500
+
+
+def record_failure(stats_dir: str, shard_index: int, error: "BaseException | str") -> None:
     """Keep a failing shard's one-line reason: from a `num_proc` worker only a traceback string returns."""
     message = " ".join(str(error).split()) or type(error).__name__
+    if len(message) > MAX_REASON_CHARS:
+        message = message[: MAX_REASON_CHARS - 3] + "..."
     with open(os.path.join(stats_dir, f"failure-{shard_index:05d}.txt"), "w") as handle:
         handle.write(message)
 

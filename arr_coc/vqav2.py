@@ -5,57 +5,85 @@ Annotations: {"annotations": [{"question_id", "image_id", "question_type", "answ
 {"answer_id", "answer", "answer_confidence"}], "multiple_choice_answer"}], ...}
 """
 
+from operator import itemgetter
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
+from .fields import integer_id, optional_text, show_value, text
 from .jsonstream import iter_list_items
 from .records import Annotation, Question, SharedValues
 from .schema import ANSWER_TYPES
+from .unique import UniqueIds, rewound
 
 
 def iter_questions(stream: BinaryIO, filename: str) -> Iterator[Question]:
     """VQA-style questions (VQAv2 and OK-VQA share the format)."""
     shared = SharedValues()
+    seen = UniqueIds(filename, "questions", "question_id")
     for index, record in enumerate(iter_list_items(stream, "questions", filename)):
-        _require(record, ("question_id", "image_id", "question"), filename, index)
+        question_id = record_question_id(record, filename, "questions", index)
+        seen.add(question_id)
         yield Question(
-            question_id=str(record["question_id"]),
-            image_id=shared(str(record["image_id"])),
-            question=_require_text(record, "question", filename, record["question_id"]),
+            question_id=question_id,
+            image_id=shared(integer_id(record, "image_id", filename, question_id)),
+            question=text(record, "question", filename, question_id),
         )
+    seen.check(lambda: question_ids(stream, "questions", filename))
 
 
 def iter_annotations(stream: BinaryIO, filename: str) -> Iterator[Annotation]:
     shared = SharedValues()
+    seen = UniqueIds(filename, "annotations", "question_id")
     for index, record in enumerate(iter_list_items(stream, "annotations", filename)):
-        _require(record, ("question_id", "image_id", "answers", "multiple_choice_answer"), filename, index)
-        question_id = record["question_id"]
+        question_id = record_question_id(record, filename, "annotations", index)
+        seen.add(question_id)
         yield Annotation(
-            question_id=str(question_id),
-            image_id=str(record["image_id"]),
+            question_id=question_id,
+            image_id=integer_id(record, "image_id", filename, question_id),
             # The official majority answer, even where answers[0] says something else.
-            answer=shared(_require_text(record, "multiple_choice_answer", filename, question_id)),
+            answer=shared(text(record, "multiple_choice_answer", filename, question_id)),
             answers=answers_in_id_order(record, filename, shared),
-            question_type=shared(str(record.get("question_type", ""))),
+            question_type=shared(optional_text(record, "question_type", filename, question_id)),
             answer_type=checked_answer_type(record, filename),
         )
+    seen.check(lambda: question_ids(stream, "annotations", filename))
+
+
+def record_question_id(record, filename: str, records: str, index: int) -> str:
+    """The record's question_id (a record that is no object, or has no valid id, is named by position)."""
+    if not isinstance(record, dict):
+        raise SourceFormatError(filename, f"{records}[{index}] is {type(record).__name__}, not an object")
+    return integer_id(record, "question_id", filename, f"{records}[{index}]")
+
+
+def question_ids(stream: BinaryIO, records: str, filename: str) -> Iterator[str]:
+    """Every record's question_id again, for the duplicate check's second read."""
+    for record in iter_list_items(rewound(stream), records, filename):
+        yield str(record["question_id"])
 
 
 def answers_in_id_order(record: dict, filename: str, shared=None) -> tuple[str, ...]:
     """All reference answers sorted by answer_id: what VQA accuracy needs.
 
     `shared` (a `SharedValues`) gives repeated answers and answer lists one object each."""
-    answers = record["answers"]
+    question_id = record.get("question_id")
+    answers = record.get("answers")
     if not isinstance(answers, list) or not answers:
-        raise SourceFormatError(filename, "'answers' must be a non-empty list", record.get("question_id"))
+        raise SourceFormatError(filename, "'answers' must be a non-empty list", question_id)
     try:
-        ordered = sorted(answers, key=lambda answer: answer["answer_id"])
-        texts = tuple(str(answer["answer"]) for answer in ordered)
+        texts = tuple([answer["answer"] for answer in sorted(answers, key=_answer_id)])
     except (KeyError, TypeError):
-        raise SourceFormatError(filename, "every answer needs 'answer_id' and 'answer'", record.get("question_id")) from None
+        raise SourceFormatError(filename, "every answer needs an 'answer_id' and an 'answer'", question_id) from None
+    if set(map(type, texts)) != _ONLY_STRINGS:  # in C, once per record: ten answers per question add up
+        wrong = next(answer for answer in texts if not isinstance(answer, str))
+        raise SourceFormatError(filename, f"'answer' must be a string, got {show_value(wrong)}", question_id)
     if shared is None:
         return texts
-    return shared(tuple(shared(text) for text in texts))
+    return shared(tuple(shared(answer) for answer in texts))
+
+
+_answer_id = itemgetter("answer_id")
+_ONLY_STRINGS = {str}
 
 
 def checked_answer_type(record: dict, filename: str) -> str:
@@ -65,18 +93,3 @@ def checked_answer_type(record: dict, filename: str) -> str:
             filename, f"answer_type {answer_type!r} is not one of {list(ANSWER_TYPES)}", record.get("question_id")
         )
     return answer_type
-
-
-def _require(record, keys, filename: str, index: int) -> None:
-    if not isinstance(record, dict):
-        raise SourceFormatError(filename, f"item {index} is a {type(record).__name__}, not an object")
-    missing = [key for key in keys if key not in record]
-    if missing:
-        raise SourceFormatError(filename, f"missing field(s) {missing}", record.get("question_id", f"#{index}"))
-
-
-def _require_text(record: dict, key: str, filename: str, record_id) -> str:
-    value = record[key]
-    if not isinstance(value, str):
-        raise SourceFormatError(filename, f"{key!r} must be a string, got {value!r}", record_id)
-    return value

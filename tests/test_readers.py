@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import pytest
 
@@ -303,3 +304,26 @@ def test_gqa_collect_counts_unanswered_records():
     assert collect_gqa(gqa.iter_questions(stream(document), "g.json"), selector) == 2
     [entry] = selector.entries()
     assert [qa.question_id for qa in entry.qas] == ["02930152"] and entry.unanswered == ["02930153"]
+
+
+REALDATA = os.environ.get("ARR_COC_REALDATA") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "realdata")
+
+
+def real_file(*parts) -> str:
+    path = os.path.join(REALDATA, *parts)
+    if not os.path.isfile(path):
+        pytest.skip(f"real source files not available at {path} (set ARR_COC_REALDATA)")
+    return path
+
+
+def test_strict_field_checks_accept_the_real_files():
+    """The checks against nulls, wrong types and duplicate ids reject nothing in real records."""
+    with open(real_file("okvqa", "OpenEnded_mscoco_train2014_questions.json"), "rb") as handle:
+        assert len(list(vqav2.iter_questions(handle, "okvqa-train"))) == 9009
+    with open(real_file("gqa", "gqa-ood", "val_bal_tail_-0.7.json"), "rb") as handle:
+        records = list(gqa.iter_questions(handle, "gqa-val", answer_style="full"))
+    assert len(records) == 1358 and all(qa.question_type for _, qa in records)
+    with open(real_file("coco", "annotations", "captions_val2014.json"), "rb") as handle:
+        assert len(list(coco.iter_images(handle, "captions"))) == 4800
+        handle.seek(0)
+        assert len(list(coco.iter_captions(handle, "captions"))) == 24019

@@ -1,0 +1,453 @@
+"""Bad records never vanish and never become data: a one-line error naming the file and record.
+
+Issue 9, items 5-9 and 13: a file without its record list, nulls, duplicate ids, ids of the wrong
+type, non-UTF-8 bytes far into a file, oversized and bomb-sized images.
+"""
+
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import pytest
+from helpers import ROOT, make_mirror
+from PIL import Image
+
+from arr_coc import coco, gqa, images, jsonstream, okvqa, vqav2
+from arr_coc.collect import collect_vqa, new_image_items
+from arr_coc.errors import SourceFormatError
+from arr_coc.report import ReportInvariantError, check_invariant
+from arr_coc.selection import ImageSelector
+from arr_coc_vqa import ArrCocVqa
+
+BUILD = os.path.join(ROOT, "scripts", "build.py")
+VQAV2_QUESTIONS = ("v2_Questions_Train_mscoco.zip", "v2_OpenEnded_mscoco_train2014_questions.json")
+VQAV2_ANNOTATIONS = ("v2_Annotations_Train_mscoco.zip", "v2_mscoco_train2014_annotations.json")
+GQA_TRAIN = ("questions1.2.zip", "train_balanced_questions.json")
+COCO_CAPTIONS = ("annotations_trainval2014.zip", "annotations/captions_train2014.json")
+
+
+def stream(document) -> io.BytesIO:
+    return io.BytesIO(json.dumps(document).encode())
+
+
+def question(qid, image_id=1, text="Q?"):
+    return {"question_id": qid, "image_id": image_id, "question": text}
+
+
+def annotation(qid, image_id=1, answer="yes", **fields):
+    answers = [{"answer_id": i + 1, "answer": answer, "answer_confidence": "yes"} for i in range(10)]
+    return {
+        "question_id": qid,
+        "image_id": image_id,
+        "question_type": "is the",
+        "answer_type": "yes/no",
+        "multiple_choice_answer": answer,
+        "answers": answers,
+        **fields,
+    }
+
+
+def gqa_record(image_id="2354786", **fields):
+    return {"imageId": image_id, "question": "Is the sky dark?", "answer": "yes", "fullAnswer": "Yes.", "types": {"detailed": "verifyAttr"}, **fields}
+
+
+def coco_document(images=None, captions=None):
+    return {
+        "images": images if images is not None else [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg"}],
+        "annotations": captions if captions is not None else [{"id": 48, "image_id": 1, "caption": "A cat."}],
+    }
+
+
+def read_all(reader, document, *args):
+    return list(reader(stream(document), "f.json", *args))
+
+
+def fails(reader, document, *args) -> str:
+    with pytest.raises(SourceFormatError) as raised:
+        read_all(reader, document, *args)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("f.json: ")
+    return message
+
+
+# -- 5: a file without its record list is an error, not an empty source ------------------------
+
+
+@pytest.mark.parametrize(
+    "reader, document, expected",
+    [
+        (vqav2.iter_questions, {"question": [question(1)]}, "no top-level 'questions' list (top-level keys: ['question'])"),
+        (vqav2.iter_annotations, {"annotation": []}, "no top-level 'annotations' list"),
+        (vqav2.iter_questions, [question(1)], "the top level is a list, not an object with a 'questions' list"),
+        (vqav2.iter_questions, {"questions": {"1": question(1)}}, "'questions' is an object, not a list"),
+        (gqa.iter_questions, [gqa_record()], "the top level is a list, not an object of records by id"),
+        (coco.iter_images, {"annotations": []}, "no top-level 'images' list"),
+        (coco.iter_captions, {"images": [], "annotations": None}, "'annotations' is null, not a list"),
+    ],
+)
+def test_missing_record_list_or_wrong_container_is_one_line_error(reader, document, expected):
+    assert expected in fails(reader, document)
+
+
+def test_empty_record_list_is_still_a_valid_empty_file():
+    assert read_all(vqav2.iter_questions, {"questions": []}) == []
+    assert read_all(gqa.iter_questions, {}) == []
+
+
+# -- 6: null never becomes the text "None" -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reader, document, expected",
+    [
+        (gqa.iter_questions, {"02930152": gqa_record(answer=None)}, "record 02930152: 'answer' must be a string, got null"),
+        (gqa.iter_questions, {"02930152": gqa_record(question=None)}, "record 02930152: 'question' must be a string, got null"),
+        (gqa.iter_questions, {"02930152": gqa_record(imageId=None)}, "record 02930152: 'imageId' must be a string, got null"),
+        (gqa.iter_questions, {"7": gqa_record(types={"detailed": None})}, "record 7: 'detailed' must be a string, got null"),
+        (vqav2.iter_questions, {"questions": [question(5, text=None)]}, "record 5: 'question' must be a string, got null"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, multiple_choice_answer=None)]}, "record 5: 'multiple_choice_answer'"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, answers=[{"answer_id": 1, "answer": None}])]}, "record 5: 'answer' must be a string, got null"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, question_type=None)]}, "record 5: 'question_type' must be a string"),
+        (vqav2.iter_questions, {"questions": [question(None)]}, "record questions[0]: 'question_id' must be a non-negative integer, got null"),
+    ],
+)
+def test_null_where_text_belongs_is_one_line_error(reader, document, expected):
+    assert expected in fails(reader, document)
+
+
+def test_okvqa_null_answers_are_rejected_not_voted_for():
+    record = annotation(5, answers=[{"answer_id": 1, "answer": None}, {"answer_id": 2, "answer": "yes"}])
+    del record["multiple_choice_answer"]
+    assert "record 5: 'answer' must be a string, got null" in fails(okvqa.iter_annotations, {"annotations": [record]}, {})
+
+
+def test_gqa_answer_null_fails_the_build_naming_file_and_question(mirror, tmp_path):
+    bad = damaged(mirror, tmp_path, *GQA_TRAIN, lambda doc: set_first(doc, "answer", None))
+    reasons = build_failures(bad, tmp_path, ("gqa",))
+    assert len(reasons) == 1 and "questions1.2.zip:train_balanced_questions.json: record " in reasons[0]
+    assert "'answer' must be a string, got null" in reasons[0]
+
+
+# -- 7: duplicate ids fail whatever the cap ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reader, document, expected",
+    [
+        (vqav2.iter_questions, {"questions": [question(1), question(2), question(1, 7)]}, "question_id 1 is used twice, by questions[0] and questions[2]"),
+        (vqav2.iter_annotations, {"annotations": [annotation(3), annotation(4), annotation(3)]}, "question_id 3 is used twice, by annotations[0] and annotations[2]"),
+        (coco.iter_captions, coco_document(captions=[{"id": 48, "image_id": 1, "caption": "a"}] * 2), "caption id 48 is used twice, by annotations[0] and annotations[1]"),
+        (coco.iter_images, coco_document(images=[{"id": 9, "file_name": "a.jpg"}, {"id": 8, "file_name": "b.jpg"}, {"id": 9, "file_name": "c.jpg"}]), "image id 9 is used twice, by images[0] and images[2]"),
+    ],
+)
+def test_duplicate_ids_name_both_records(reader, document, expected):
+    assert expected in fails(reader, document)
+
+
+def test_gqa_duplicate_question_id_names_both_records():
+    text = '{"01": %s, "02": %s, "01": %s}' % tuple(json.dumps(gqa_record()) for _ in range(3))
+    with pytest.raises(SourceFormatError, match=r"^g\.json: question id 01 is used twice, by questions\[0\] and questions\[2\]$"):
+        list(gqa.iter_questions(io.BytesIO(text.encode()), "g.json"))
+
+
+def test_equal_hashes_of_different_ids_are_not_duplicates(monkeypatch):
+    # Force every id into one hash bucket: the second read must tell different ids apart.
+    import arr_coc.unique as unique
+
+    monkeypatch.setattr(unique, "hash", lambda _: 7, raising=False)
+    records = read_all(vqav2.iter_questions, {"questions": [question(1), question(2), question(3)]})
+    assert [record.question_id for record in records] == ["1", "2", "3"]
+    assert "question_id 2 is used twice, by questions[1] and questions[3]" in fails(
+        vqav2.iter_questions, {"questions": [question(1), question(2), question(3), question(2)]}
+    )
+
+
+@pytest.mark.parametrize("cap", [None, 0, 1])
+def test_duplicate_question_fails_whatever_the_cap(cap):
+    # Today the second text silently replaced the first, and a capped build never noticed.
+    questions = {"questions": [question(10, 1, "first?"), question(20, 2), question(10, 1, "second?")]}
+    annotations = {"annotations": [annotation(10, 1), annotation(20, 2)]}
+    selector = ImageSelector("vqav2", cap, 0, 1, new_image_items)
+    with pytest.raises(SourceFormatError, match=r"q\.json: question_id 10 is used twice, by questions\[0\] and questions\[2\]"):
+        collect_vqa(vqav2.iter_questions(stream(questions), "q.json"), vqav2.iter_annotations(stream(annotations), "a.json"), selector, "a.json")
+
+
+@pytest.mark.parametrize("cap", [None, 0, 1])
+def test_duplicate_annotation_fails_whatever_the_cap(cap):
+    questions = {"questions": [question(10, 1), question(20, 2)]}
+    annotations = {"annotations": [annotation(20, 2), annotation(10, 1), annotation(20, 2)]}
+    selector = ImageSelector("vqav2", cap, 0, 1, new_image_items)
+    with pytest.raises(SourceFormatError, match=r"a\.json: question_id 20 is used twice, by annotations\[0\] and annotations\[2\]"):
+        collect_vqa(vqav2.iter_questions(stream(questions), "q.json"), vqav2.iter_annotations(stream(annotations), "a.json"), selector, "a.json")
+
+
+def test_invariant_refuses_more_items_selected_than_in_the_source():
+    stats = {"items_total": 3, "items_selected": 4, "items_written": 4, "rows_written": 2, "skipped": {}}
+    with pytest.raises(ReportInvariantError, match="vqav2/train: 4 items selected of only 3"):
+        check_invariant({"sources": {"vqav2": {"train": stats}}}, {"train": 2})
+    check_invariant({"sources": {"vqav2": {"train": dict(stats, items_total=4)}}}, {"train": 2})
+
+
+def test_duplicate_question_fails_a_capped_build(mirror, tmp_path):
+    def repeat_first(doc):
+        doc["questions"].append(dict(doc["questions"][0], question="A replacement?"))
+        return doc
+
+    bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, repeat_first)
+    reasons = build_failures(bad, tmp_path, ("vqav2",), max_images_train=1)
+    assert len(reasons) == 1 and re.search(r"v2_Questions_Train_mscoco\.zip:.*question_id \d+ is used twice, by questions\[0\] and questions\[\d+\]", reasons[0])
+
+
+# -- 8: ids of the wrong type, and any unexpected failure, in one line with any num_proc ----------
+
+
+@pytest.mark.parametrize(
+    "reader, document, expected",
+    [
+        (vqav2.iter_questions, {"questions": [question(5, image_id="abc")]}, "record 5: 'image_id' must be a non-negative integer, got 'abc'"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, image_id=1.5)]}, "record 5: 'image_id' must be a non-negative integer, got 1.5"),
+        (vqav2.iter_questions, {"questions": [question(True)]}, "record questions[0]: 'question_id' must be a non-negative integer, got True"),
+        (coco.iter_captions, coco_document(captions=[{"id": "x48", "image_id": 1, "caption": "a"}]), "record annotations[0]: 'id' must be a non-negative integer, got 'x48'"),
+        (coco.iter_images, coco_document(images=[{"id": [1], "file_name": "a.jpg"}]), "record images[0]: 'id' must be a non-negative integer"),
+        (gqa.iter_questions, {"02930152": gqa_record(types=["verifyAttr"])}, "record 02930152: 'types' must be an object, got ['verifyAttr']"),
+        (gqa.iter_questions, {"02930152": "Is it?"}, "record 02930152: a question must be an object, got str"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, answers=[{"answer_id": 1, "answer": "x"}, "y"])]}, "record 5: every answer needs"),
+    ],
+)
+def test_wrong_types_are_one_line_errors_naming_the_record(reader, document, expected):
+    assert expected in fails(reader, document)
+
+
+def error_line(stderr: str) -> str:
+    """The only line of stderr that is not a progress bar or an INFO log."""
+    noise = re.compile(r"^(INFO |WARNING |Generating |Map|Loading |Saving )|examples/s\]|it/s\]")
+    lines = [line for line in re.split(r"[\r\n]+", stderr) if line.strip() and not noise.search(line)]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+BAD_TYPES = {
+    "vqav2": (VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "image_id", "abc"), r"record \d+: 'image_id' must be"),
+    "coco": (COCO_CAPTIONS, lambda doc: set_first(doc["annotations"], "id", "x48"), r"record annotations\[0\]: 'id' must be"),
+    "gqa": (GQA_TRAIN, lambda doc: set_first(doc, "types", ["verifyAttr"]), r"record \d+: 'types' must be an object"),
+}
+
+
+@pytest.mark.parametrize("source", sorted(BAD_TYPES))
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_bad_record_is_one_reason_with_one_or_two_processes(mirror, tmp_path, source, num_proc):
+    (archive, member), change, names = BAD_TYPES[source]
+    bad = damaged(mirror, tmp_path, archive, member, change)
+    reasons = build_failures(bad, tmp_path, (source,), num_proc=num_proc)
+    assert reasons and all(reason.startswith(f"{bad / archive}:{member}: ") and re.search(names, reason) for reason in reasons)
+
+
+@pytest.mark.parametrize("source, num_proc", [("vqav2", "1"), ("vqav2", "2"), ("coco", "2"), ("gqa", "1")])
+def test_bad_record_is_one_line_from_build_py(mirror, tmp_path, source, num_proc):
+    (archive, member), change, names = BAD_TYPES[source]
+    bad = damaged(mirror, tmp_path, archive, member, change)
+    result = subprocess.run(
+        [sys.executable, BUILD, "--config", "small", "--data-dir", str(bad), "--output-dir", str(tmp_path / "repo"),
+         "--num-proc", num_proc, "--sources", source],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    line = error_line(result.stderr)
+    assert line.startswith(f"error: {bad / archive}:{member}: ") and re.search(names, line), line
+    assert len(line) < 300 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_unexpected_failure_in_a_shard_names_source_split_and_file(mirror, tmp_path, monkeypatch, num_proc):
+    import arr_coc.shard
+
+    def broken_rows(*args, **kwargs):
+        raise ZeroDivisionError("division by zero\n  in a made-up place")
+
+    monkeypatch.setattr(arr_coc.shard, "vqa_rows", broken_rows)  # forked workers inherit it
+    reasons = build_failures(mirror, tmp_path, ("okvqa",), num_proc=num_proc)
+    assert reasons and all("\n" not in reason for reason in reasons)
+    assert re.fullmatch(
+        rf"{re.escape(str(mirror))}/OpenEnded_mscoco_(train|val)2014_questions\.json\.zip:OpenEnded_mscoco_\w+_questions\.json: "
+        r"building okvqa (train|validation) failed: ZeroDivisionError: division by zero in a made-up place",
+        reasons[0],
+    )
+
+
+# -- 9: a non-UTF-8 byte is placed by absolute offset and record -------------------------------
+
+
+def test_invalid_utf8_beyond_the_first_window_reports_absolute_offset_and_record():
+    records = [question(i, i, f"Question number {i} with some padding to fill the window?") for i in range(30000)]
+    data = json.dumps({"questions": records}).encode()
+    assert len(data) > 2 * jsonstream.CHUNK_BYTES
+    marker = b"Question number 25000 "
+    offset = data.index(marker) + len(marker) - 1  # the space after the number
+    data = data[:offset] + b"\xff" + data[offset + 1 :]
+    with pytest.raises(SourceFormatError) as raised:
+        list(vqav2.iter_questions(io.BytesIO(data), "q.json"))
+    assert str(raised.value) == f"q.json: byte 0xff at byte offset {offset} is not valid UTF-8, in record 25000 (counting from 0)"
+
+
+def test_invalid_utf8_in_a_multibyte_character_cut_by_a_read(monkeypatch):
+    monkeypatch.setattr(jsonstream, "CHUNK_BYTES", 7)
+    data = '{"questions": [{"q": "é"}, {"q": "ü'.encode() + b"\xc3\x28" + b'"}]}'
+    offset = data.index(b"\xc3\x28")
+    with pytest.raises(SourceFormatError, match=rf"byte 0xc3 at byte offset {offset} is not valid UTF-8, in record 1 "):
+        list(jsonstream.iter_list_items(io.BytesIO(data), "questions", "f"))
+
+
+# -- 13: image size limits --------------------------------------------------------------------
+
+
+def small_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_oversized_zip_member_is_corrupt_without_being_read(tmp_path, monkeypatch):
+    # A valid JPEG followed by zeros: PIL accepts trailing data, so only the size limit stops a
+    # 64 MB row. The member compresses to about 64 kB, as a real zip bomb would.
+    archive = tmp_path / "train2014.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as handle:
+        handle.writestr("train2014/big.jpg", small_jpeg() + bytes(images.MAX_IMAGE_BYTES))
+        handle.writestr("train2014/ok.jpg", small_jpeg())
+    assert os.path.getsize(archive) < 1_000_000
+    reads = []
+    original_read = zipfile.ZipExtFile.read
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: reads.append(self.name) or original_read(self, n))
+    store = images.ImageStore(str(archive), "train2014")
+    assert store.fetch("big.jpg") == images.CORRUPT_IMAGE
+    assert "train2014/big.jpg" not in reads
+    assert store.fetch("ok.jpg").width == 16
+    store.close()
+
+
+def test_oversized_image_from_a_url_is_corrupt(tmp_path):
+    folder = tmp_path / "train2014"
+    folder.mkdir()
+    (folder / "big.jpg").write_bytes(small_jpeg() + bytes(images.MAX_IMAGE_BYTES))
+    (folder / "ok.jpg").write_bytes(small_jpeg())
+    store = images.ImageStore(None, "train2014", url_template=f"file://{tmp_path}/{{folder}}/{{file_name}}")
+    assert store.fetch("big.jpg") == images.CORRUPT_IMAGE
+    assert store.fetch("ok.jpg").height == 16
+
+
+def test_decompression_bomb_warning_is_corrupt_and_global_warnings_untouched():
+    data = bytearray(small_jpeg())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 10000, 10000)  # 1e8 pixels: between 1x and 2x PIL's limit
+    assert Image.MAX_IMAGE_PIXELS < 10000 * 10000 < 2 * Image.MAX_IMAGE_PIXELS
+    filters = list(warnings.filters)
+    with pytest.raises(images.CorruptImage, match="decompression bomb"):
+        images.inspect_image(bytes(data))
+    assert images.CheckMemo().inspect(small_jpeg()) == (16, 16)
+    assert warnings.filters == filters
+
+
+# -- helpers over a generated mirror ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bad-records-mirror")
+    make_mirror(path, images_per_split=4, questions_per_image=2)
+    return path
+
+
+def set_first(records, key, value):
+    """Set `key` of the first record (a list of records, or GQA's dict of them); returns nothing useful."""
+    first = records[0] if isinstance(records, list) else next(iter(records.values()))
+    first[key] = value
+
+
+def damaged(mirror, tmp_path, archive, member, change):
+    """A copy of the mirror whose member's JSON went through `change` (in place, or returned)."""
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    path = bad / archive
+    with zipfile.ZipFile(path) as handle:
+        members = {info.filename: handle.read(info) for info in handle.infolist()}
+    document = json.loads(members[member])
+    changed = change(document)
+    members[member] = json.dumps(document if changed is None else changed).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as handle:
+        for name, data in members.items():
+            handle.writestr(name, data)
+    return bad
+
+
+def build_failures(mirror, tmp_path, sources, num_proc=None, **overrides) -> list:
+    builder = ArrCocVqa(config_name="full", data_dir=str(mirror), cache_dir=str(tmp_path / "cache"), sources=sources, **overrides)
+    with pytest.raises(Exception):
+        builder.download_and_prepare(num_proc=num_proc)
+    return builder.build_failures()
+
+
+# -- found by tests/test_fuzz_mirror.py ----------------------------------------------------------
+
+
+def patched_zip(path, signature: bytes, field_offset: int, fmt: str, change) -> None:
+    """Rewrite one little-endian field of the first zip record with `signature` (a bit-flip stand-in)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(signature) + field_offset
+    size = struct.calcsize(fmt)
+    (value,) = struct.unpack(fmt, data[at : at + size])
+    data[at : at + size] = struct.pack(fmt, change(value))
+    path.write_bytes(bytes(data))
+
+
+def image_zip(tmp_path):
+    archive = tmp_path / "train2014.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("train2014/a.jpg", small_jpeg())
+    return archive
+
+
+def test_image_member_with_an_unknown_compression_method_is_corrupt(tmp_path):
+    archive = image_zip(tmp_path)
+    patched_zip(archive, b"PK\x01\x02", 10, "<H", lambda method: 99)  # the central directory's method
+    assert images.ImageStore(str(archive), "train2014").fetch("a.jpg") == images.CORRUPT_IMAGE
+
+
+def test_unreadable_image_member_names_archive_and_member(tmp_path):
+    # A central directory offset that points past itself makes every member offset negative: zipfile
+    # then fails with a bare "[Errno 22] Invalid argument".
+    archive = image_zip(tmp_path)
+    patched_zip(archive, b"PK\x05\x06", 16, "<I", lambda offset: offset + 100_000)
+    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}: cannot read image train2014/a\.jpg \(.*Invalid argument"):
+        images.ImageStore(str(archive), "train2014").fetch("a.jpg")
+
+
+def test_annotation_member_that_cannot_be_opened_names_its_archive(mirror, tmp_path):
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    patched_zip(bad / VQAV2_ANNOTATIONS[0], b"PK\x03\x04", 0, "<I", lambda magic: magic ^ 8)  # "Bad magic number"
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and all(reason.startswith(f"{bad / VQAV2_ANNOTATIONS[0]}: member {VQAV2_ANNOTATIONS[1]} cannot be opened") for reason in reasons)
+
+
+def test_image_id_mismatch_names_the_questions_file_too(mirror, tmp_path):
+    bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "image_id", 1))
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and re.search(rf"differs from the question's image_id 1 in {re.escape(str(bad / VQAV2_QUESTIONS[0]))}:{VQAV2_QUESTIONS[1]}$", reasons[0])
+
+
+def test_io_error_without_a_file_name_gets_the_shards_file(mirror, tmp_path, monkeypatch):
+    import arr_coc.shard
+
+    def failing_rows(*args, **kwargs):
+        raise OSError(5, "Input/output error")  # as a failing disk reports it: no file name
+
+    monkeypatch.setattr(arr_coc.shard, "caption_rows", failing_rows)
+    [reason, *_] = build_failures(mirror, tmp_path, ("coco",))
+    assert reason == f"{mirror}/annotations_trainval2014.zip:annotations/captions_train2014.json: building coco train failed: OSError: [Errno 5] Input/output error"
