@@ -11,13 +11,13 @@ or interrupted build leaves the previous shards, report and README exactly as th
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-import shutil
+import signal
 import sys
-import tempfile
 import typing
 from typing import Optional
 
@@ -28,6 +28,8 @@ import datasets  # noqa: E402
 from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
 from arr_coc.card import updated_card  # noqa: E402
+from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
+from arr_coc import swap  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
 from arr_coc.export import shard_count, write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
@@ -40,7 +42,6 @@ CONFIG_NAMES = [config.name for config in ArrCocVqa.BUILDER_CONFIGS]
 # BuilderConfig's own fields are not dataset options (data_dir has its own flag).
 _BASE_FIELDS = {field.name for field in dataclasses.fields(datasets.BuilderConfig)}
 OVERRIDE_FIELDS = [field for field in dataclasses.fields(ArrCocVqaConfig) if field.name not in _BASE_FIELDS]
-STAGING_DIR = ".build-staging"
 
 
 class BuildError(Exception):
@@ -50,15 +51,17 @@ class BuildError(Exception):
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = build(args)
-    except KeyboardInterrupt:
-        print("error: interrupted; the previous shards and README are untouched", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
-        print(f"error: {one_line_reason(error)}", file=sys.stderr)
-        logger.debug("build failed", exc_info=True)
-        return 1
+    progress = BuildProgress()
+    with interrupts_raise(progress):
+        try:
+            summary = build(args, progress)
+        except BaseException as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
+            signum = _interrupt_signal(error)
+            if signum is None and not isinstance(error, Exception):
+                raise  # SystemExit and the like
+            print(f"error: {_failure_message(error, signum, progress)}", file=sys.stderr)
+            logger.debug("build failed", exc_info=True)
+            return 128 + signum if signum is not None else 1
     print(summary)
     return 0
 
@@ -84,11 +87,23 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def build(args: argparse.Namespace) -> str:
+@dataclasses.dataclass
+class BuildProgress:
+    """How far a build got, for the message when it is interrupted."""
+
+    swapped: bool = False
+    staging: list = dataclasses.field(default_factory=list)  # this build's staging directory
+
+
+def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) -> str:
+    progress = progress or BuildProgress()
     repo = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.join(repo, STAGING_DIR), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f"{args.config}-", dir=os.path.join(repo, STAGING_DIR))
-    try:
+    os.makedirs(repo, exist_ok=True)
+    remove_stale(repo)  # and finish the swap of a build that was killed in one
+    splits = _splits_to_write(args)
+    _check_card(repo, args.config, splits)
+    with staging_directory(repo, args.config) as staging:
+        progress.staging.append(staging)
         builder = ArrCocVqa(
             config_name=args.config, data_dir=args.data_dir, cache_dir=os.path.join(staging, "cache"), **args.overrides
         )
@@ -99,29 +114,25 @@ def build(args: argparse.Namespace) -> str:
             if reasons:
                 raise BuildError(reasons[0]) from error
             raise
-        built = builder.as_dataset()
+        built = _built_splits(builder, splits)
         shards_dir = os.path.join(staging, "data", args.config)
         info, split_rows, split_shards = _export(built, shards_dir, args)
+        for split in SPLITS:  # a split left out on request: in the report with 0 rows, not in the card
+            split_rows.setdefault(split, 0), split_shards.setdefault(split, 0)
+        splits_written = list(built)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")
-        readme_path = os.path.join(repo, "README.md")
-        readme = open(readme_path, encoding="utf-8").read() if os.path.exists(readme_path) else None
-        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(updated_card(readme, args.config, info, list(SPLITS)))
         del built, builder  # release the memory-mapped Arrow files before the swap
-        _swap_in(repo, args.config, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(os.path.join(repo, STAGING_DIR))
+        _swap_in_with_card(repo, args.config, staging, info, splits_written, progress)
     return _summary(args.config, repo, split_rows, split_shards, report)
 
 
 def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict]:
     splits = SplitDict()
     split_rows, split_shards, parquet_bytes = {}, {}, 0
-    for split in SPLITS:
+    for split in built:
         dataset = built[split]
         num_bytes = dataset.data.nbytes
         count = args.num_shards or shard_count(len(dataset), num_bytes)
@@ -140,29 +151,184 @@ def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[dataset
     return info, split_rows, split_shards
 
 
-def _swap_in(repo: str, config: str, staging: str) -> None:
-    """Replace data/<config>/ as a whole (no stale shard can survive), then the README."""
-    target = os.path.join(repo, "data", config)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    previous = None
-    if os.path.exists(target):
-        previous = os.path.join(staging, "previous")
-        os.rename(target, previous)
+def _splits_to_write(args: argparse.Namespace) -> list[str]:
+    """The splits this build exports: a split whose image cap is 0 was asked to be left out."""
+    config = next(config for config in ArrCocVqa.BUILDER_CONFIGS if config.name == args.config)
+    caps = {split: args.overrides.get(f"max_images_{split}", getattr(config, f"max_images_{split}")) for split in SPLITS}
+    splits = [split for split in SPLITS if caps[split] != 0]
+    if not splits:
+        raise BuildError("every split has an image cap of 0 (--max-images-train/--max-images-validation): nothing to build")
+    return splits
+
+
+def _built_splits(builder: ArrCocVqa, splits: list[str]) -> datasets.DatasetDict:
+    """The built splits to export; one that came out empty is an error, not an empty split.
+
+    datasets 5.2 cannot load a split whose files hold no rows ("Instruction ... corresponds to no
+    data!", with a 0-row Parquet file too), so the Hub repository must not have one."""
+    built = datasets.DatasetDict()
+    for split in splits:
+        if builder.info.splits[split].num_examples == 0:
+            raise BuildError(f"the {split} split has no rows: {_skips(builder.build_stats(), split)}; "
+                             f"nothing written (--max-images-{split} 0 builds without the split)")
+        built[split] = builder.as_dataset(split=split)
+    return built
+
+
+def _skips(stats: dict, split: str) -> str:
+    parts = []
+    for source, per_split in stats.items():
+        if split in per_split:
+            counts = per_split[split]
+            reasons = ", ".join(f"{reason} {count}" for reason, count in counts["skipped"].items())
+            parts.append(f"{source} {counts['items_selected']} items selected" + (f" ({reasons} skipped)" if reasons else ""))
+    return "; ".join(parts) or "no source has items for it"
+
+
+def _swap_in_with_card(repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress) -> None:
+    """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/swap.py).
+
+    The README is read under the repository lock, so a concurrent build of another config that
+    swapped in meanwhile keeps its entries."""
+    readme_path = os.path.join(repo, "README.md")
+    with repository_lock(repo):
+        readme = _read_text(readme_path)
+        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(updated_card(readme, config, info, splits, readme_path))
+        swap.swap_in(repo, config, staging)
+        progress.swapped = True
+
+
+def _check_card(repo: str, config: str, splits: list[str]) -> None:
+    """Fail before building, not after, when README.md's front matter cannot be updated."""
+    readme_path = os.path.join(repo, "README.md")
+    placeholder = datasets.DatasetInfo(config_name=config, features=FEATURES, splits=SplitDict())
+    updated_card(_read_text(readme_path), config, placeholder, splits, readme_path)
+
+
+def _read_text(path: str) -> Optional[str]:
     try:
-        os.rename(os.path.join(staging, "data", config), target)
-    except OSError:
-        if previous is not None:
-            os.rename(previous, target)
-        raise
-    os.replace(os.path.join(staging, "README.md"), os.path.join(repo, "README.md"))
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as error:
+        raise BuildError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
-def one_line_reason(error: BaseException) -> str:
-    """The most telling message in the exception chain (datasets wraps builder errors)."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) turned into an exception, so that cleanup and rollback run as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_HANDLING_INTERRUPTS = False  # set while main() runs; read in processes forked meanwhile
+
+
+@contextlib.contextmanager
+def interrupts_raise(progress: BuildProgress):
+    """SIGINT and SIGTERM raise Interrupted, so that cleanup runs as for Ctrl-C.
+
+    With `num_proc` workers running, the parent ends them itself and exits at once instead: unwinding
+    through datasets' pool teardown prints worker tracebacks and can hang on a queue lock held by a
+    worker that died. Nothing is lost by exiting there: signals are held back during the swap, so
+    the previous build is in place, and the next build removes the staging directory if we cannot."""
+    global _HANDLING_INTERRUPTS
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            return
+        workers = _child_processes()
+        if not workers:
+            raise Interrupted(signum)
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for path in progress.staging:
+            discard(path)
+        print(f"error: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, handler)
+    _HANDLING_INTERRUPTS = True
+    try:
+        yield
+    finally:
+        _HANDLING_INTERRUPTS = False
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _child_processes() -> list[int]:
+    import multiprocessing
+
+    pids = {child.pid for child in multiprocessing.active_children()}
+    with contextlib.suppress(ImportError):  # datasets' pools come from `multiprocess`
+        import multiprocess
+
+        pids.update(child.pid for child in multiprocess.active_children())
+    return sorted(pid for pid in pids if pid)
+
+
+def _worker_signals() -> None:
+    """In a process forked during the build (a `num_proc` worker, datasets' queue manager): a Ctrl-C
+    reaches the whole process group, and the parent handles it; SIGTERM ends the process at once,
+    and so does the parent's end (the pool may fork a replacement worker the parent never sees)."""
+    global _HANDLING_INTERRUPTS
+    if not _HANDLING_INTERRUPTS:
+        return
+    _HANDLING_INTERRUPTS = False
+    parent = os.getppid()
+    with contextlib.suppress(ValueError):  # forked from another thread than the main one
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent ended before the line above
+            os._exit(128 + signal.SIGKILL)
+
+
+os.register_at_fork(after_in_child=_worker_signals)
+
+
+def _interrupt_signal(error: BaseException) -> Optional[int]:
+    """The signal behind an error, if any: datasets may turn an interrupt into another error on the way out."""
+    for candidate in _chain(error):
+        if isinstance(candidate, Interrupted):
+            return candidate.signum
+        if isinstance(candidate, KeyboardInterrupt):
+            return signal.SIGINT
+    return None
+
+
+def _failure_message(error: BaseException, signum: Optional[int], progress: BuildProgress) -> str:
+    if signum is None:
+        return one_line_reason(error)
+    name = signal.Signals(signum).name
+    if progress.swapped:
+        return f"interrupted ({name}) after the new shards and README were swapped in; the build is complete"
+    return f"interrupted ({name}); the previous shards and README are untouched"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
     chain = []
     while error is not None and error not in chain:
         chain.append(error)
         error = error.__cause__ or error.__context__
+    return chain
+
+
+def one_line_reason(error: BaseException) -> str:
+    """The most telling message in the exception chain (datasets wraps builder errors)."""
+    chain = _chain(error)
     for kind in (BuildError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
         for candidate in chain:
             if isinstance(candidate, kind):
@@ -173,19 +339,15 @@ def one_line_reason(error: BaseException) -> str:
 def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, report: dict) -> str:
     lines = [f"built {config} into {os.path.join(repo, 'data', config)}"]
     for split in SPLITS:
-        lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+        if split_shards[split]:
+            lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+        else:
+            lines.append(f"  {split}: not written (image cap 0)")
     for source, per_split in report["sources"].items():
         for split, stats in per_split.items():
             skipped = ", ".join(f"{reason} {count}" for reason, count in stats["skipped"].items()) or "none skipped"
             lines.append(f"  {source}/{split}: {stats['items_written']} of {stats['items_selected']} items written ({skipped})")
     return "\n".join(lines)
-
-
-def _remove_if_empty(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _positive_int(text: str) -> int:
