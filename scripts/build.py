@@ -249,7 +249,8 @@ def interrupts_raise(progress: BuildProgress):
                 os.kill(pid, signal.SIGKILL)
         for path in progress.staging:
             discard(path)
-        print(f"error: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
+        # On a line of its own: a progress bar may be half-drawn.
+        print(f"\nerror: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
