@@ -127,3 +127,79 @@ def test_ctrl_c_with_num_proc_2_exits_130_in_one_line(tmp_path):
         assert not alive
         assert not os.path.exists(repo / "data")
         assert not os.path.exists(repo / ".build-staging")
+
+
+# -- item 3: scripts/demo.py --scratch ----------------------------------------------------------------
+
+def test_demo_refuses_a_scratch_directory_it_did_not_create(tmp_path, monkeypatch, capsys):
+    import demo
+
+    mine = tmp_path / "my-work"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("months of work")
+    before = tree_digest(mine)
+    monkeypatch.chdir(mine)
+    for scratch in (str(mine), "."):
+        assert demo.main(["--scratch", scratch]) == 1
+        [line] = error_lines(capsys.readouterr().err)
+        assert line.startswith(f"error: {scratch}: not empty and not created by this demo")
+        assert tree_digest(mine) == before and (mine / "notes").is_dir()
+
+
+def test_demo_reruns_remove_only_what_the_demo_wrote(tmp_path, monkeypatch, capsys):
+    import demo
+
+    scratch = tmp_path / "scratch"
+    assert demo.main(["--scratch", str(scratch)]) == 0
+    assert {"sample_mirror", "demo-repo", demo.MARKER} <= set(os.listdir(scratch))
+    (scratch / "keep.txt").write_text("the user's")
+    (scratch / "sample_mirror" / "stale-from-an-old-run.zip").write_bytes(b"x")
+
+    def build_fails(argv):
+        return 1  # stop after the mirror: a rerun's clearing and regeneration is what is tested
+
+    monkeypatch.setattr(demo.build, "main", build_fails)
+    assert demo.main(["--scratch", str(scratch)]) == 1
+    assert (scratch / "keep.txt").read_text() == "the user's"
+    assert not (scratch / "sample_mirror" / "stale-from-an-old-run.zip").exists()
+    assert not (scratch / "demo-repo").exists()
+    assert "1. sample mirror" in capsys.readouterr().out
+
+
+# -- item 14: make_sample_mirror.py never writes into a repository's data/ or over foreign files ----------
+
+import make_sample_mirror  # noqa: E402
+
+
+def test_sample_mirror_refuses_a_repositorys_data_folder(tmp_path):
+    by_script = tmp_path / "checkout"
+    (by_script / "data").mkdir(parents=True)
+    (by_script / "arr_coc_vqa.py").write_text("# builder")
+    by_card = tmp_path / "hub-clone"
+    (by_card / "data" / "small").mkdir(parents=True)
+    (by_card / "README.md").write_text("---\nconfigs:\n- config_name: small\n  data_files: data/small/*\n---\n# card\n")
+    for out in (by_script / "data", by_script / "data" / "mirror", by_card / "data" / "small", by_card / "data" / "new" / "deeper"):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_sample_mirror.py"), str(out)],
+                                capture_output=True, text=True)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1].startswith(f"make_sample_mirror: {out}: inside ")
+        assert not out.exists() or os.listdir(out) == []
+    ok = tmp_path / "hub-clone" / "mirrors"  # beside data/ is fine
+    make_sample_mirror.write_sample_mirror(ok, images_per_split=2)
+    assert (ok / make_sample_mirror.MANIFEST_NAME).exists()
+
+
+def test_sample_mirror_overwrites_only_files_its_manifest_lists(tmp_path):
+    out = tmp_path / "mirror"
+    make_sample_mirror.write_sample_mirror(out, images_per_split=2)
+    make_sample_mirror.write_sample_mirror(out, images_per_split=3)  # its own files: regenerated
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "val2014.zip").write_bytes(b"the real COCO val2014, 6 GB")
+    with pytest.raises(ValueError, match=r"val2014.zip: not written by this generator"):
+        make_sample_mirror.write_sample_mirror(theirs, images_per_split=2)
+    assert (theirs / "val2014.zip").read_bytes() == b"the real COCO val2014, 6 GB"
+    assert os.listdir(theirs) == ["val2014.zip"]
+    (out / "v2_Questions_Test_mscoco.zip").write_bytes(b"downloaded by hand")
+    with pytest.raises(ValueError, match=r"v2_Questions_Test_mscoco.zip: not written by this generator"):
+        make_sample_mirror.write_sample_mirror(out, images_per_split=2)
