@@ -177,22 +177,21 @@ def test_sigterm_at_random_moments_leaves_the_old_or_the_new_build(old_and_new, 
     old, new = old_and_new
     old_digest, new_digest = tree_digest(old), tree_digest(new)
     command = [sys.executable, BUILD, "--config", CONFIG, "--data-dir", str(mirror)]
-    started = time.monotonic()
-    subprocess.run(command + ["--output-dir", str(tmp_path / "timing")], check=True, capture_output=True)
-    duration = time.monotonic() - started
     rng = random.Random(9)
     codes = []
-    for run in range(4):
+    for run, delay in enumerate([0.0] + [rng.uniform(0.0, 2.5) for _ in range(2)]):
         repo = tmp_path / f"run{run}"
         shutil.copytree(old, repo)
         process = subprocess.Popen(command + ["--output-dir", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.4, 1.0) * duration)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(repo / staging.STAGING_DIR):  # the build has begun: its handlers are installed
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(delay)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=120)
         digest = tree_digest(repo)
-        assert process.returncode in (0, 143, -signal.SIGTERM), err
-        if process.returncode == -signal.SIGTERM:  # still importing: the handler was not installed yet
-            assert digest == old_digest
+        assert process.returncode in (0, 143), err
         assert "Traceback" not in err
         if process.returncode == 143:
             assert err.strip().splitlines()[-1].startswith("error: interrupted (SIGTERM)")
@@ -202,7 +201,7 @@ def test_sigterm_at_random_moments_leaves_the_old_or_the_new_build(old_and_new, 
         infos = datasets.get_dataset_infos(str(repo))[CONFIG]
         assert {split: len(loaded[split]) for split in SPLITS} == {split: infos.splits[split].num_examples for split in SPLITS}
         assert not os.path.exists(repo / staging.STAGING_DIR)
-    assert 143 in codes, codes  # at least one run was stopped mid-build (the rest depends on timing)
+    assert codes[0] == 143, codes  # stopped mid-build; the others depend on timing, both outcomes are right
 
 
 KILLED_IN_SWAP = textwrap.dedent(
