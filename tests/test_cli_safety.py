@@ -106,10 +106,10 @@ def test_capping_every_split_to_zero_is_refused_up_front(mirror, tmp_path, capsy
 
 def test_ctrl_c_with_num_proc_2_exits_130_in_one_line(tmp_path):
     mirror = tmp_path / "mirror"
-    make_mirror(mirror, images_per_split=60, questions_per_image=2)
+    make_mirror(mirror, images_per_split=40, questions_per_image=2)
     repo = tmp_path / "repo"
     command = [sys.executable, BUILD, "--config", "full", "--data-dir", str(mirror), "--output-dir", str(repo), "--num-proc", "2"]
-    for delay in (0.0, 0.5):
+    for delay in (0.3,):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 60
         while len(psutil.Process(process.pid).children()) < 2:  # the pool's workers are up
