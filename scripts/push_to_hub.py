@@ -118,14 +118,16 @@ def check_card_configs(repo_dir: str, files: list[str], remote_files: list[str])
     from huggingface_hub import DatasetCard
 
     readme = os.path.join(repo_dir, "README.md")
-    configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data) if os.path.exists(readme) else {}
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data) if os.path.exists(readme) else {}
+    except Exception as error:  # noqa: BLE001 - yaml and card errors alike: one line, nothing sent
+        raise PushError(f"README.md: cannot read the front matter: {' '.join(str(error).split())}") from None
     named = {}
     for name, entry in configs.items():
-        for data_file in entry.get("data_files") or []:
-            for pattern in [data_file["path"]] if isinstance(data_file["path"], str) else data_file["path"]:
-                parts = pattern.split("/")
-                if len(parts) == 3 and parts[0] == "data":
-                    named.setdefault(f"data/{parts[1]}/", name)
+        for pattern in _patterns(entry.get("data_files")):
+            parts = pattern.split("/")
+            if len(parts) == 3 and parts[0] == "data":
+                named.setdefault(f"data/{parts[1]}/", name)
     available = {f"data/{path.split('/')[1]}/" for path in list(files) + list(remote_files) if path.startswith("data/") and path.count("/") == 2}
     pushed = {f"data/{config}/" for config in pushed_configs(files)}
     for folder, name in sorted(named.items()):
@@ -133,6 +135,18 @@ def check_card_configs(repo_dir: str, files: list[str], remote_files: list[str])
             raise PushError(f"README.md: config {name!r} reads {folder} but neither this push nor the Hub has files there")
     for folder in sorted(available - pushed - set(named)):
         raise PushError(f"README.md: no config reads the Hub's {folder}; pushing this card would hide it (build it here or keep its entry)")
+
+
+def _patterns(data_files) -> list[str]:
+    """Every path pattern of a `data_files` entry, in any of its YAML shapes."""
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return [pattern for value in data_files.values() for pattern in _patterns(value)]
+    patterns = []
+    for item in data_files or []:
+        patterns += _patterns(item.get("path") if isinstance(item, dict) else item)
+    return patterns
 
 
 def push(api, repo_id: str, repo_dir: str, files: list[str], message: str) -> list[Commit]:
@@ -193,6 +207,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         push(api, args.repo_id, args.repo_dir, files, args.commit_message)
     except PushError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - the Hub's errors (auth, network) in one line as well
+        print(f"error: push to {args.repo_id} failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     return 0
 

@@ -194,3 +194,21 @@ def test_dry_run_lists_exactly_the_repo_files_and_no_token(published_and_local, 
     total = sum(os.path.getsize(repo / path) for path in expected)
     assert f"total: {total:,d} bytes in {len(expected)} files" in out
     assert secret not in out
+
+
+def test_a_card_with_broken_yaml_is_refused_in_one_line(published_and_local, tmp_path):
+    _, local = published_and_local
+    repo = tmp_path / "repo"
+    shutil.copytree(local, repo)
+    (repo / "README.md").write_text("---\nconfigs: [\n---\n# card\n")
+    hub = FakeHub(files_of(local))
+    with pytest.raises(push_to_hub.PushError, match=r"^README.md: cannot read the front matter: "):
+        push_to_hub.push(hub, "me/ds", str(repo), [path for path, _ in push_to_hub.files_to_upload(str(repo))], "Update")
+    assert [call[0] for call in hub.calls] == ["list_repo_files"]
+
+
+def test_data_files_in_every_yaml_shape_name_their_folders():
+    shapes = ["data/a/*", ["data/b/x-*", {"split": "train", "path": "data/c/train-*"}], {"train": "data/d/t-*", "test": ["data/e/*"]}]
+    assert [push_to_hub._patterns(shape) for shape in shapes] == [
+        ["data/a/*"], ["data/b/x-*", "data/c/train-*"], ["data/d/t-*", "data/e/*"]
+    ]
