@@ -311,6 +311,10 @@ def _interrupt_signal(error: BaseException) -> Optional[int]:
 
 
 def _failure_message(error: BaseException, signum: Optional[int], progress: BuildProgress) -> str:
+    kept = [path for path in progress.staging if swap.pending(path)]
+    if kept:  # the swap could not be rolled back (rare: the file system failed twice)
+        return (f"{one_line_reason(error)}; the swap could not be undone: the previous build is kept in {kept[0]} "
+                "and the next build puts it back")
     if signum is None:
         return one_line_reason(error)
     name = signal.Signals(signum).name

@@ -279,3 +279,33 @@ def test_stale_staging_of_dead_builds_is_removed_but_never_a_running_builds(tmp_
         running.wait()
     assert staging.remove_stale(str(repo)) == [running_dir]
     assert not os.path.exists(repo / staging.STAGING_DIR) or os.listdir(repo / staging.STAGING_DIR) == []
+
+
+def test_a_swap_that_cannot_be_undone_keeps_the_old_build_for_the_next_build(old_and_new, mirror, tmp_path, monkeypatch, capsys):
+    old, _ = old_and_new
+    repo = tmp_path / "repo"
+    shutil.copytree(old, repo)
+    before = tree_digest(repo)
+    real_replace, real_rename = os.replace, os.rename
+
+    def replace(src, dst):
+        if os.path.abspath(dst) == os.path.join(str(repo), "README.md") and str(src).endswith(os.sep + "README.md"):
+            raise OSError("disk full")  # the new card cannot go in: roll back ...
+        return real_replace(src, dst)
+
+    def rename(src, dst):
+        if str(src).endswith(os.sep + swap.OLD_DATA):
+            raise OSError("I/O error")  # ... and the old shards cannot go back either
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
+    args = ["--config", CONFIG, "--data-dir", str(mirror), "--output-dir", str(repo)]
+    assert build.main(args) == 1
+    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(os, "rename", real_rename)
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "the previous build is kept in" in line and "the next build puts it back" in line
+    assert tree_digest(repo) != before  # the old data/<config> sits in the staging folder
+    assert staging.remove_stale(str(repo))
+    assert tree_digest(repo) == before
