@@ -44,15 +44,25 @@ def staging_directory(repo: str, config: str):
     """A new staging directory owned by this process; removed at the end unless it holds the only
     copy of the previous build (a swap that could not be rolled back: the next build recovers it)."""
     root = os.path.join(repo, STAGING_DIR)
-    os.makedirs(root, exist_ok=True)
-    path, lock_fd = _create_owned(root, config)
+    owned = []
     try:
-        yield path
+        # Signals wait for these few steps, so that an interrupt finds the directory either not yet
+        # created or fully owned (and then removed below), never a lock file without its directory.
+        with swap.held_signals():
+            os.makedirs(root, exist_ok=True)
+            owned.append(_create_owned(root, config))
+        yield owned[0][0]
     finally:
-        try:
-            discard(path)
-        finally:
-            os.close(lock_fd)
+        with swap.held_signals():
+            if owned:
+                path, lock_fd = owned[0]
+                try:
+                    discard(path)
+                finally:
+                    os.close(lock_fd)
+            else:
+                with contextlib.suppress(OSError):
+                    os.rmdir(root)  # only when empty
 
 
 def discard(path: str) -> None:
