@@ -11,7 +11,6 @@ or interrupted build leaves the previous shards, report and README exactly as th
 """
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -31,6 +30,7 @@ from arr_coc.card import updated_card  # noqa: E402
 from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc import swap  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
+from arr_coc.interrupts import Interrupted, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.export import shard_count, write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
 from arr_coc.schema import FEATURES, SPLITS  # noqa: E402
@@ -52,11 +52,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     progress = BuildProgress()
-    with interrupts_raise(progress):
+    with interrupts_raise(_stop_now(progress)):
         try:
             summary = build(args, progress)
         except BaseException as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
-            signum = _interrupt_signal(error)
+            signum = signal_of(error)
             if signum is None and not isinstance(error, Exception):
                 raise  # SystemExit and the like
             print(f"error: {_failure_message(error, signum, progress)}", file=sys.stderr)
@@ -216,98 +216,17 @@ def _read_text(path: str) -> Optional[str]:
         raise BuildError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) turned into an exception, so that cleanup and rollback run as for Ctrl-C."""
+def _stop_now(progress: BuildProgress):
+    """What an interrupt does when worker processes run (see arr_coc/interrupts.py): remove our
+    staging folder and print the one line; the caller then exits."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_HANDLING_INTERRUPTS = False  # set while main() runs; read in processes forked meanwhile
-
-
-@contextlib.contextmanager
-def interrupts_raise(progress: BuildProgress):
-    """SIGINT and SIGTERM raise Interrupted, so that cleanup runs as for Ctrl-C.
-
-    With `num_proc` workers running, the parent ends them itself and exits at once instead: unwinding
-    through datasets' pool teardown prints worker tracebacks and can hang on a queue lock held by a
-    worker that died. Nothing is lost by exiting there: signals are held back during the swap, so
-    the previous build is in place, and the next build removes the staging directory if we cannot."""
-    global _HANDLING_INTERRUPTS
-    main_pid = os.getpid()
-
-    def handler(signum, frame):
-        if os.getpid() != main_pid:
-            return
-        workers = _child_processes()
-        if not workers:
-            raise Interrupted(signum)
-        for pid in workers:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    def stop(signum: int) -> None:
         for path in progress.staging:
             discard(path)
         # On a line of its own: a progress bar may be half-drawn.
         print(f"\nerror: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
-        os._exit(128 + signum)
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, handler)
-    _HANDLING_INTERRUPTS = True
-    try:
-        yield
-    finally:
-        _HANDLING_INTERRUPTS = False
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def _child_processes() -> list[int]:
-    import multiprocessing
-
-    pids = {child.pid for child in multiprocessing.active_children()}
-    with contextlib.suppress(ImportError):  # datasets' pools come from `multiprocess`
-        import multiprocess
-
-        pids.update(child.pid for child in multiprocess.active_children())
-    return sorted(pid for pid in pids if pid)
-
-
-def _worker_signals() -> None:
-    """In a process forked during the build (a `num_proc` worker, datasets' queue manager): a Ctrl-C
-    reaches the whole process group, and the parent handles it; SIGTERM ends the process at once,
-    and so does the parent's end (the pool may fork a replacement worker the parent never sees)."""
-    global _HANDLING_INTERRUPTS
-    if not _HANDLING_INTERRUPTS:
-        return
-    _HANDLING_INTERRUPTS = False
-    parent = os.getppid()
-    with contextlib.suppress(ValueError):  # forked from another thread than the main one
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent ended before the line above
-            os._exit(128 + signal.SIGKILL)
-
-
-os.register_at_fork(after_in_child=_worker_signals)
-
-
-def _interrupt_signal(error: BaseException) -> Optional[int]:
-    """The signal behind an error, if any: datasets may turn an interrupt into another error on the way out."""
-    for candidate in _chain(error):
-        if isinstance(candidate, Interrupted):
-            return candidate.signum
-        if isinstance(candidate, KeyboardInterrupt):
-            return signal.SIGINT
-    return None
+    return stop
 
 
 def _failure_message(error: BaseException, signum: Optional[int], progress: BuildProgress) -> str:
