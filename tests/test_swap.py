@@ -179,7 +179,7 @@ def test_sigterm_at_random_moments_leaves_the_old_or_the_new_build(old_and_new, 
     command = [sys.executable, BUILD, "--config", CONFIG, "--data-dir", str(mirror)]
     rng = random.Random(9)
     codes = []
-    for run, delay in enumerate([0.0, rng.uniform(0.0, 2.5)]):
+    for run, delay in enumerate([0.0, rng.uniform(0.0, 2.5), rng.uniform(0.0, 2.5)]):
         repo = tmp_path / f"run{run}"
         shutil.copytree(old, repo)
         process = subprocess.Popen(command + ["--output-dir", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
