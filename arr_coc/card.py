@@ -4,8 +4,10 @@ Uses datasets' own card helpers (what `push_to_hub` writes), so the Hub and `loa
 the way they read any pushed dataset. Other configs and all card prose are kept as they are.
 """
 
+import re
 from typing import Optional
 
+import yaml
 from datasets import DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
@@ -32,11 +34,29 @@ def config_entry(config_name: str, splits: list[str]) -> dict:
     return {"data_files": [{"split": split, "path": f"data/{config_name}/{split}-*"} for split in splits]}
 
 
-def updated_card(readme: Optional[str], config_name: str, info: DatasetInfo, splits: list[str]) -> str:
-    """The README text with this config's YAML entries replaced or added."""
+class CardError(ValueError):
+    """README.md's front matter cannot be read or updated; the message is one line naming the file."""
+
+
+def updated_card(
+    readme: Optional[str], config_name: str, info: DatasetInfo, splits: list[str], readme_path: str = "README.md"
+) -> str:
+    """The README text with this config's YAML entries replaced or added.
+
+    Raises CardError when the front matter is broken: the build checks this before it starts
+    (with a placeholder info) so that no finished build is thrown away over the card."""
+    try:
+        return _updated_card(readme, config_name, info, splits)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        raise CardError(f"{readme_path}: cannot update the YAML front matter: {reason}") from error
+
+
+def _updated_card(readme: Optional[str], config_name: str, info: DatasetInfo, splits: list[str]) -> str:
     if readme is None:
         card = DatasetCard(f"---\n{DatasetCardData(**NEW_CARD_METADATA).to_yaml()}\n---\n{NEW_CARD_BODY}")
     else:
+        _check_front_matter_is_closed(readme)
         card = DatasetCard(readme)
     configs = MetadataConfigs.from_dataset_card_data(card.data)
     configs[config_name] = config_entry(config_name, splits)
@@ -47,6 +67,13 @@ def updated_card(readme: Optional[str], config_name: str, info: DatasetInfo, spl
     MetadataConfigs(configs).to_dataset_card_data(card.data)
     DatasetInfosDict({config_name: info}).to_dataset_card_data(card.data)
     return card.content if card.content.endswith("\n") else card.content + "\n"
+
+
+def _check_front_matter_is_closed(readme: str) -> None:
+    # huggingface_hub reads an unclosed block as "no metadata": the update would then put a second
+    # front matter above the first and leave the broken one in the card's text.
+    if re.match(r"---[ \t]*\r?\n", readme) and not re.match(r"---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|$)", readme, re.S):
+        raise ValueError("the front matter opened by '---' on line 1 has no closing '---' line")
 
 
 def _mark_default(configs: dict) -> None:

@@ -19,9 +19,8 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
+import signal
 import sys
-import tempfile
 import typing
 from typing import Optional
 
@@ -33,7 +32,10 @@ from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
 from arr_coc.card import updated_card  # noqa: E402
 from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
+from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
+from arr_coc import swap  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
+from arr_coc.interrupts import Interrupted, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.export import shard_count, write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
 from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
@@ -46,7 +48,6 @@ CONFIG_NAMES = [config.name for config in ArrCocVqa.BUILDER_CONFIGS]
 # BuilderConfig's own fields are not dataset options (data_dir has its own flag).
 _BASE_FIELDS = {field.name for field in dataclasses.fields(datasets.BuilderConfig)}
 OVERRIDE_FIELDS = [field for field in dataclasses.fields(ArrCocVqaConfig) if field.name not in _BASE_FIELDS]
-STAGING_DIR = ".build-staging"
 
 
 class BuildError(Exception):
@@ -56,15 +57,17 @@ class BuildError(Exception):
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = build(args)
-    except KeyboardInterrupt:
-        print("error: interrupted; the previous shards and README are untouched", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
-        print(f"error: {one_line_reason(error)}", file=sys.stderr)
-        logger.debug("build failed", exc_info=True)
-        return 1
+    progress = BuildProgress()
+    with interrupts_raise(_stop_now(progress)):
+        try:
+            summary = build(args, progress)
+        except BaseException as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
+            signum = signal_of(error)
+            if signum is None and not isinstance(error, Exception):
+                raise  # SystemExit and the like
+            print(f"error: {_failure_message(error, signum, progress)}", file=sys.stderr)
+            logger.debug("build failed", exc_info=True)
+            return 128 + signum if signum is not None else 1
     print(summary)
     return 0
 
@@ -110,14 +113,26 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def build(args: argparse.Namespace) -> str:
+@dataclasses.dataclass
+class BuildProgress:
+    """How far a build got, for the message when it is interrupted."""
+
+    swapped: bool = False
+    staging: list = dataclasses.field(default_factory=list)  # this build's staging directory
+
+
+def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) -> str:
+    progress = progress or BuildProgress()
     repo = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.join(repo, STAGING_DIR), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f"{args.config}-", dir=os.path.join(repo, STAGING_DIR))
-    # Downloads persist in the shared cache; the staging directory holds only this build's own output
-    # (its Arrow cache, so that every build regenerates and counts its rows, and the shards).
-    download_config = datasets.DownloadConfig(cache_dir=downloads_dir(args.cache_dir or default_cache_dir()))
-    try:
+    os.makedirs(repo, exist_ok=True)
+    remove_stale(repo)  # and finish the swap of a build that was killed in one
+    splits = _splits_to_write(args)
+    _check_card(repo, args.config, splits)
+    with staging_directory(repo, args.config) as staging:
+        progress.staging.append(staging)
+        # Downloads persist in the shared cache; the staging directory holds only this build's own output
+        # (its Arrow cache, so that every build regenerates and counts its rows, and the shards).
+        download_config = datasets.DownloadConfig(cache_dir=downloads_dir(args.cache_dir or default_cache_dir()))
         builder = ArrCocVqa(
             config_name=args.config, data_dir=args.data_dir, cache_dir=os.path.join(staging, "cache"), **args.overrides
         )
@@ -131,23 +146,19 @@ def build(args: argparse.Namespace) -> str:
             if reasons:
                 raise BuildError(reasons[0]) from error
             raise
-        built = builder.as_dataset()
+        built = _built_splits(builder, splits)
         shards_dir = os.path.join(staging, "data", args.config)
         info, split_rows, split_shards = _export(built, shards_dir, args)
+        for split in SPLITS:  # a split left out on request: in the report with 0 rows, not in the card
+            split_rows.setdefault(split, 0), split_shards.setdefault(split, 0)
+        splits_written = list(built)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         report["decontamination"] = builder.decontamination_report()
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")
-        readme_path = os.path.join(repo, "README.md")
-        readme = open(readme_path, encoding="utf-8").read() if os.path.exists(readme_path) else None
-        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(updated_card(readme, args.config, info, list(SPLITS)))
         del built, builder  # release the memory-mapped Arrow files before the swap
-        _swap_in(repo, args.config, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(os.path.join(repo, STAGING_DIR))
+        _swap_in_with_card(repo, args.config, staging, info, splits_written, progress)
     return _summary(args.config, repo, split_rows, split_shards, report)
 
 
@@ -170,7 +181,7 @@ def _retry_policy_in_environment(args):
 def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict]:
     splits = SplitDict()
     split_rows, split_shards, parquet_bytes = {}, {}, 0
-    for split in SPLITS:
+    for split in built:
         dataset = built[split]
         num_bytes = dataset.data.nbytes
         count = args.num_shards or shard_count(len(dataset), num_bytes)
@@ -189,29 +200,108 @@ def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[dataset
     return info, split_rows, split_shards
 
 
-def _swap_in(repo: str, config: str, staging: str) -> None:
-    """Replace data/<config>/ as a whole (no stale shard can survive), then the README."""
-    target = os.path.join(repo, "data", config)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    previous = None
-    if os.path.exists(target):
-        previous = os.path.join(staging, "previous")
-        os.rename(target, previous)
+def _splits_to_write(args: argparse.Namespace) -> list[str]:
+    """The splits this build exports: a split whose image cap is 0 was asked to be left out."""
+    config = next(config for config in ArrCocVqa.BUILDER_CONFIGS if config.name == args.config)
+    caps = {split: args.overrides.get(f"max_images_{split}", getattr(config, f"max_images_{split}")) for split in SPLITS}
+    splits = [split for split in SPLITS if caps[split] != 0]
+    if not splits:
+        raise BuildError("every split has an image cap of 0 (--max-images-train/--max-images-validation): nothing to build")
+    return splits
+
+
+def _built_splits(builder: ArrCocVqa, splits: list[str]) -> datasets.DatasetDict:
+    """The built splits to export; one that came out empty is an error, not an empty split.
+
+    datasets 5.2 cannot load a split whose files hold no rows ("Instruction ... corresponds to no
+    data!", with a 0-row Parquet file too), so the Hub repository must not have one."""
+    built = datasets.DatasetDict()
+    for split in splits:
+        if builder.info.splits[split].num_examples == 0:
+            raise BuildError(f"the {split} split has no rows: {_skips(builder.build_stats(), split)}; "
+                             f"nothing written (--max-images-{split} 0 builds without the split)")
+        built[split] = builder.as_dataset(split=split)
+    return built
+
+
+def _skips(stats: dict, split: str) -> str:
+    parts = []
+    for source, per_split in stats.items():
+        if split in per_split:
+            counts = per_split[split]
+            reasons = ", ".join(f"{reason} {count}" for reason, count in counts["skipped"].items())
+            parts.append(f"{source} {counts['items_selected']} items selected" + (f" ({reasons} skipped)" if reasons else ""))
+    return "; ".join(parts) or "no source has items for it"
+
+
+def _swap_in_with_card(repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress) -> None:
+    """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/swap.py).
+
+    The README is read under the repository lock, so a concurrent build of another config that
+    swapped in meanwhile keeps its entries."""
+    readme_path = os.path.join(repo, "README.md")
+    with repository_lock(repo):
+        readme = _read_text(readme_path)
+        with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(updated_card(readme, config, info, splits, readme_path))
+        swap.swap_in(repo, config, staging)
+        progress.swapped = True
+
+
+def _check_card(repo: str, config: str, splits: list[str]) -> None:
+    """Fail before building, not after, when README.md's front matter cannot be updated."""
+    readme_path = os.path.join(repo, "README.md")
+    placeholder = datasets.DatasetInfo(config_name=config, features=FEATURES, splits=SplitDict())
+    updated_card(_read_text(readme_path), config, placeholder, splits, readme_path)
+
+
+def _read_text(path: str) -> Optional[str]:
     try:
-        os.rename(os.path.join(staging, "data", config), target)
-    except OSError:
-        if previous is not None:
-            os.rename(previous, target)
-        raise
-    os.replace(os.path.join(staging, "README.md"), os.path.join(repo, "README.md"))
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as error:
+        raise BuildError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
-def one_line_reason(error: BaseException) -> str:
-    """The most telling message in the exception chain (datasets wraps builder errors)."""
+def _stop_now(progress: BuildProgress):
+    """What an interrupt does when worker processes run (see arr_coc/interrupts.py): remove our
+    staging folder and print the one line; the caller then exits."""
+
+    def stop(signum: int) -> None:
+        for path in progress.staging:
+            discard(path)
+        # On a line of its own: a progress bar may be half-drawn.
+        print(f"\nerror: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
+
+    return stop
+
+
+def _failure_message(error: BaseException, signum: Optional[int], progress: BuildProgress) -> str:
+    kept = [path for path in progress.staging if swap.pending(path)]
+    if kept:  # the swap could not be rolled back (rare: the file system failed twice)
+        return (f"{one_line_reason(error)}; the swap could not be undone: the previous build is kept in {kept[0]} "
+                "and the next build puts it back")
+    if signum is None:
+        return one_line_reason(error)
+    name = signal.Signals(signum).name
+    if progress.swapped:
+        return f"interrupted ({name}) after the new shards and README were swapped in; the build is complete"
+    return f"interrupted ({name}); the previous shards and README are untouched"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
     chain = []
     while error is not None and error not in chain:
         chain.append(error)
         error = error.__cause__ or error.__context__
+    return chain
+
+
+def one_line_reason(error: BaseException) -> str:
+    """The most telling message in the exception chain (datasets wraps builder errors)."""
+    chain = _chain(error)
     for kind in (BuildError, NetworkError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
         for candidate in chain:
             if isinstance(candidate, kind):
@@ -222,19 +312,15 @@ def one_line_reason(error: BaseException) -> str:
 def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, report: dict) -> str:
     lines = [f"built {config} into {os.path.join(repo, 'data', config)}"]
     for split in SPLITS:
-        lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+        if split_shards[split]:
+            lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+        else:
+            lines.append(f"  {split}: not written (image cap 0)")
     for source, per_split in report["sources"].items():
         for split, stats in per_split.items():
             skipped = ", ".join(f"{reason} {count}" for reason, count in stats["skipped"].items()) or "none skipped"
             lines.append(f"  {source}/{split}: {stats['items_written']} of {stats['items_selected']} items written ({skipped})")
     return "\n".join(lines)
-
-
-def _remove_if_empty(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _positive_int(text: str) -> int:

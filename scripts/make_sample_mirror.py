@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 import zipfile
@@ -1372,6 +1373,7 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
         raise ValueError("image_size must be at least 8x8")
     counts = _resolve_counts(images_per_split, images, sources)
     out = Path(out_dir)
+    check_destination(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -1411,6 +1413,40 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
              time.perf_counter() - started,
              ", ".join(f"{n} {f['bytes'] / 1e6:.2f} MB" for n, f in manifest["files"].items()))
     return manifest
+
+
+def check_destination(out: Path) -> None:
+    """Refuse (ValueError, one line) a dataset repository's data/ folder or anything under it, and a
+    directory holding mirror-like files (.zip, .json) that an earlier run of this generator did not
+    write: they are only overwritten when the manifest there lists them."""
+    resolved = out.resolve()
+    for folder in (resolved, *resolved.parents):
+        if folder.name == "data" and _is_dataset_repository(folder.parent):
+            raise ValueError(f"{out}: inside {folder}, a dataset repository's data folder, which holds only shards "
+                             "built from the real sources; write the mirror somewhere else")
+    if not out.is_dir():
+        return
+    manifest = out / MANIFEST_NAME
+    listed: set = set()
+    if manifest.exists():
+        try:
+            listed = set(json.loads(manifest.read_text())["files"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{manifest}: not a manifest written by this generator; refusing to overwrite it") from None
+    for name in sorted(os.listdir(out)):
+        if name.endswith((".zip", ".json")) and name != MANIFEST_NAME and name not in listed:
+            raise ValueError(f"{out / name}: not written by this generator (not in {MANIFEST_NAME}); refusing to "
+                             "overwrite it: choose an empty directory")
+
+
+def _is_dataset_repository(folder: Path) -> bool:
+    if (folder / "arr_coc_vqa.py").exists():
+        return True
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return False
+    front = re.match(r"---[ \t]*\r?\n(.*?)\r?\n---", readme.read_text(encoding="utf-8", errors="replace"), re.S)
+    return bool(front and re.search(r"^configs:", front.group(1), re.M))
 
 
 def _build_manifest(out: Path, files: list[str], plans: dict, coco_zips: dict, gqa_zip, gqa_ids, counts: dict,

@@ -1,21 +1,33 @@
 #!/usr/bin/env python
-"""Upload the dataset repository to the Hugging Face Hub with huggingface_hub's `upload_folder`.
+"""Upload the dataset repository to the Hugging Face Hub, leaving it consistent at every commit.
 
     python scripts/push_to_hub.py [--repo-id NorthHead/arr-coc-vqa-training] [--repo-dir DIR]
                                   [--public] [--dry-run] [--commit-message TEXT]
 
 Uploads the card, the builder and its package, the built shards and reports, the scripts, the
 tests, the requirement files and .gitattributes, and nothing else: no caches, venvs, scratch or
-staging builds, `.env` files or other secrets. Remote `data/` files that are not in the local
-build (e.g. shards of an earlier build with more shards) are deleted in the same commit, so the
-`{split}-*` globs never pick up a stale shard.
+staging builds, `.env` files or other secrets.
+
+Two commits, each leaving the Hub repository loadable:
+1. the code (builder, package, scripts, tests, requirements, .gitattributes): nothing that
+   `load_dataset` or the viewer reads;
+2. every local `data/<config>/` (shards and build report) with README.md, and the deletion of the
+   Hub's files under those same `data/<config>/` folders that this push does not have (shards of
+   an earlier build), in one commit: the card's `{split}-*` globs match the old shards until the
+   new card arrives, so shards and card must change together. The Hub commit is atomic, and
+   create_commit uploads the files before it creates the commit, so an interrupted push leaves the
+   repository as it was (re-running resends only what the Hub does not have yet).
+Files under any other `data/<config>/` (a config not built here) are never touched. Before anything
+is sent, every shard is checked to be Parquet (`PAR1` at both ends, not a Git LFS pointer), and the
+card may name only configs whose files are pushed or already on the Hub.
 
 The token comes from the environment (HF_TOKEN) or the login cache (`hf auth login`), never from
-the command line, and is never printed. `--dry-run` lists what would be uploaded and touches no
-network.
+the command line, and is never printed. `--dry-run` prints the plan (commits, files, deletions)
+and touches no network.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Optional
@@ -36,7 +48,20 @@ ALLOW_PATTERNS = [
 ]
 # Belt and braces: nothing below may go out even if an allow pattern ever widens.
 IGNORE_PATTERNS = [".env", ".env.*", "**/.env", "*.pem", "*.key", "**/__pycache__/**", "*.pyc", ".venv/**", ".build-staging/**", "scratch/**"]
-DELETE_PATTERNS = ["data/**"]
+PARQUET_MAGIC = b"PAR1"
+LFS_POINTER_START = b"version https://git-lfs"
+
+
+class PushError(Exception):
+    """A push refused before anything is sent; the message is one line."""
+
+
+@dataclasses.dataclass
+class Commit:
+    message: str
+    adds: list  # paths relative to the repository, sent from the local copy
+    deletes: Optional[list]  # Hub paths; None in an offline plan: "whatever the Hub has there"
+    delete_under: list  # the data/<config>/ folders whose stale files this commit deletes
 
 
 def files_to_upload(repo_dir: str) -> list[tuple[str, int]]:
@@ -52,39 +77,140 @@ def files_to_upload(repo_dir: str) -> list[tuple[str, int]]:
     return [(path, os.path.getsize(os.path.join(repo_dir, path))) for path in selected]
 
 
+def check_shards(repo_dir: str, files: list[str]) -> None:
+    """Every shard must be real Parquet: a checkout without `git lfs pull` has pointer files there."""
+    for path in files:
+        if not path.endswith(".parquet"):
+            continue
+        full = os.path.join(repo_dir, path)
+        with open(full, "rb") as handle:
+            start = handle.read(64)
+            handle.seek(max(0, os.path.getsize(full) - len(PARQUET_MAGIC)))
+            end = handle.read()
+        if start.startswith(LFS_POINTER_START):
+            raise PushError(f"{path}: a Git LFS pointer, not the shard: run `git lfs pull` (or rebuild) first")
+        if not (start.startswith(PARQUET_MAGIC) and end == PARQUET_MAGIC and len(start) >= 8):
+            raise PushError(f"{path}: not a Parquet file (no PAR1 magic at both ends)")
+
+
+def pushed_configs(files: list[str]) -> list[str]:
+    return sorted({path.split("/")[1] for path in files if path.startswith("data/") and path.count("/") == 2})
+
+
+def plan(files: list[str], remote_files: Optional[list[str]], message: str) -> list[Commit]:
+    """The commits of a push; remote_files=None plans without knowing the Hub (the dry run)."""
+    folders = [f"data/{config}/" for config in pushed_configs(files)]
+    code = [path for path in files if path != "README.md" and not path.startswith("data/")]
+    data = [path for path in files if path.startswith("data/")] + [path for path in files if path == "README.md"]
+    deletes = None
+    if remote_files is not None:
+        local = set(files)
+        deletes = sorted(path for path in remote_files if path.startswith(tuple(folders)) and path not in local)
+    commits = [Commit(f"{message}: code", code, [], [])] if code else []
+    commits.append(Commit(f"{message}: data and card", data, deletes, folders))
+    return commits
+
+
+def check_card_configs(repo_dir: str, files: list[str], remote_files: list[str]) -> None:
+    """The card to be pushed may name only folders this push or the Hub has, and must keep naming
+    the Hub's other data folders (pushing a card without them would hide those configs)."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    readme = os.path.join(repo_dir, "README.md")
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data) if os.path.exists(readme) else {}
+    except Exception as error:  # noqa: BLE001 - yaml and card errors alike: one line, nothing sent
+        raise PushError(f"README.md: cannot read the front matter: {' '.join(str(error).split())}") from None
+    named = {}
+    for name, entry in configs.items():
+        for pattern in _patterns(entry.get("data_files")):
+            parts = pattern.split("/")
+            if len(parts) == 3 and parts[0] == "data":
+                named.setdefault(f"data/{parts[1]}/", name)
+    available = {f"data/{path.split('/')[1]}/" for path in list(files) + list(remote_files) if path.startswith("data/") and path.count("/") == 2}
+    pushed = {f"data/{config}/" for config in pushed_configs(files)}
+    for folder, name in sorted(named.items()):
+        if folder not in available:
+            raise PushError(f"README.md: config {name!r} reads {folder} but neither this push nor the Hub has files there")
+    for folder in sorted(available - pushed - set(named)):
+        raise PushError(f"README.md: no config reads the Hub's {folder}; pushing this card would hide it (build it here or keep its entry)")
+
+
+def _patterns(data_files) -> list[str]:
+    """Every path pattern of a `data_files` entry, in any of its YAML shapes."""
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return [pattern for value in data_files.values() for pattern in _patterns(value)]
+    patterns = []
+    for item in data_files or []:
+        patterns += _patterns(item.get("path") if isinstance(item, dict) else item)
+    return patterns
+
+
+def push(api, repo_id: str, repo_dir: str, files: list[str], message: str) -> list[Commit]:
+    """List the Hub's files, check, and send the plan's commits in order."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    remote_files = api.list_repo_files(repo_id, repo_type="dataset")
+    check_card_configs(repo_dir, files, remote_files)
+    commits = plan(files, remote_files, message)
+    for commit in commits:
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=os.path.join(repo_dir, path)) for path in commit.adds]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in commit.deletes]
+        info = api.create_commit(repo_id, operations, commit_message=commit.message, repo_type="dataset")
+        print(f"{commit.message}: {len(commit.adds)} files sent, {len(commit.deletes)} deleted: {getattr(info, 'commit_url', info)}")
+    return commits
+
+
+def describe(commits: list[Commit], repo_dir: str, repo_id: str) -> str:
+    lines = []
+    total_bytes = total_files = 0
+    for number, commit in enumerate(commits, 1):
+        lines.append(f"commit {number} of {len(commits)}: {commit.message}")
+        for path in commit.adds:
+            size = os.path.getsize(os.path.join(repo_dir, path))
+            total_bytes, total_files = total_bytes + size, total_files + 1
+            lines.append(f"  add    {size:>14,d}  {path}")
+        if commit.deletes is None:
+            for folder in commit.delete_under:
+                lines.append(f"  delete {'':>14}  every Hub file under {folder} not added above")
+        else:
+            lines.extend(f"  delete {'':>14}  {path}" for path in commit.deletes)
+    lines.append(f"total: {total_bytes:,d} bytes in {total_files} files -> {repo_id}")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo-id", default=DEFAULT_REPO_ID)
     parser.add_argument("--repo-dir", default=REPO_ROOT, help="local repository to upload (default: this one)")
     parser.add_argument("--public", action="store_true", help="create the repo public (default: private)")
-    parser.add_argument("--dry-run", action="store_true", help="list the files and sizes; no network")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (commits, files, deletions); no network")
     parser.add_argument("--commit-message", default="Update dataset")
     args = parser.parse_args(argv)
 
-    files = files_to_upload(args.repo_dir)
-    if args.dry_run:
-        for path, size in files:
-            print(f"{size:>14,d}  {path}")
-        print(f"{sum(size for _, size in files):>14,d}  total, {len(files)} files -> {args.repo_id} (dry run: nothing sent)")
-        return 0
-    if not any(path.startswith("data/") for path, _ in files):
-        print("error: no built shards under data/: run scripts/build.py first", file=sys.stderr)
+    files = [path for path, _ in files_to_upload(args.repo_dir)]
+    try:
+        if not any(path.startswith("data/") for path in files):
+            raise PushError("no built shards under data/: run scripts/build.py first")
+        check_shards(args.repo_dir, files)
+        if args.dry_run:
+            print(describe(plan(files, None, args.commit_message), args.repo_dir, args.repo_id))
+            print("dry run: nothing sent, the Hub's files not listed")
+            return 0
+        from huggingface_hub import HfApi
+
+        api = HfApi()  # token: HF_TOKEN or the login cache, resolved by huggingface_hub itself
+        api.create_repo(args.repo_id, repo_type="dataset", private=not args.public, exist_ok=True)
+        push(api, args.repo_id, args.repo_dir, files, args.commit_message)
+    except PushError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-
-    from huggingface_hub import HfApi
-
-    api = HfApi()  # token: HF_TOKEN or the login cache, resolved by huggingface_hub itself
-    api.create_repo(args.repo_id, repo_type="dataset", private=not args.public, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=args.repo_id,
-        repo_type="dataset",
-        folder_path=args.repo_dir,
-        commit_message=args.commit_message,
-        allow_patterns=ALLOW_PATTERNS,
-        ignore_patterns=IGNORE_PATTERNS,
-        delete_patterns=DELETE_PATTERNS,
-    )
-    print(f"uploaded {len(files)} files: {commit.commit_url}")
+    except Exception as error:  # noqa: BLE001 - the Hub's errors (auth, network) in one line as well
+        print(f"error: push to {args.repo_id} failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     return 0
 
 

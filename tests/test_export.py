@@ -205,33 +205,6 @@ def test_readme_qwen_snippet_puts_one_image_first(small_repo):
         assert texts == [turn["content"] for turn in row["conversations"]]
 
 
-def test_push_dry_run_lists_exactly_the_repo_files_and_no_token(small_repo, capsys, monkeypatch, tmp_path):
-    built, small_repo = small_repo, tmp_path / "push-repo"
-    shutil.copytree(built, small_repo)  # the junk below must not reach the other tests' repo
-    secret = "hf_" + "x" * 34
-    monkeypatch.setenv("HF_TOKEN", secret)
-    for junk in (".env", "scratch/junk.parquet", ".venv/lib/x.py", "tests/__pycache__/a.pyc", ".build-staging/small-1/a.parquet"):
-        path = small_repo / junk
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"HF_TOKEN={secret}")
-    for wanted in ("arr_coc_vqa.py", "arr_coc/schema.py", "scripts/build.py", "tests/test_export.py", ".gitattributes"):
-        path = small_repo / wanted
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# copy")
-    assert push_to_hub.main(["--dry-run", "--repo-dir", str(small_repo)]) == 0
-    out = capsys.readouterr().out
-    listed = [line.split()[-1] for line in out.splitlines()[:-1]]
-    expected = sorted(
-        ["README.md", ".gitattributes", "arr_coc_vqa.py", "arr_coc/schema.py", "scripts/build.py", "tests/test_export.py"]
-        + [f"data/small/{name}" for split in SPLITS for name in shard_files(small_repo, "small", split)]
-        + ["data/small/build_report.json"]
-    )
-    assert sorted(listed) == expected
-    total = sum(os.path.getsize(small_repo / path) for path in expected)
-    assert f"{total:,d}" in out.splitlines()[-1]
-    assert secret not in out
-
-
 def test_push_takes_no_token_on_the_command_line():
     with pytest.raises(SystemExit) as raised:
         push_to_hub.main(["--token", "hf_secret", "--dry-run"])

@@ -1,0 +1,108 @@
+"""Ctrl-C and SIGTERM in a command-line build: one exception in the parent, silent `num_proc` workers.
+
+SIGTERM becomes an exception like Ctrl-C's, so that the same cleanup and rollback run for both
+(exit 128 + the signal number). While worker processes run, an interrupt is handled differently:
+unwinding through datasets' pool teardown prints worker tracebacks (the workers write to a queue
+whose manager is already gone) and can hang on a queue lock held by a worker that died. So the
+parent kills its workers, lets the caller clean up and print its line, and exits at once. Nothing
+is lost by exiting there: arr_coc/swap.py holds signals back during the swap, and a staging folder
+left behind is removed by the next build (arr_coc/staging.py).
+
+Workers forked during the build ignore SIGINT (a terminal's Ctrl-C reaches the whole process
+group; the parent acts on it), die on a plain SIGTERM (what `Pool.terminate()` sends), and die
+with the parent (the pool may fork a replacement worker the parent never sees).
+"""
+
+import contextlib
+import os
+import signal
+import sys
+from typing import Callable, Optional
+
+_HANDLING = False  # set inside interrupts_raise(); read in processes forked meanwhile
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, as an exception."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interrupts_raise(stop_now: Callable[[int], None]):
+    """SIGINT and SIGTERM raise Interrupted; with worker processes alive, they are killed,
+    `stop_now(signum)` runs, and the process exits with 128 + signum."""
+    global _HANDLING
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            return
+        workers = _child_processes()
+        if not workers:
+            raise Interrupted(signum)
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            stop_now(signum)
+        finally:
+            os._exit(128 + signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, handler)
+    _HANDLING = True
+    try:
+        yield
+    finally:
+        _HANDLING = False
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def signal_of(error: BaseException) -> Optional[int]:
+    """The signal behind an error, if any: datasets may turn an interrupt into another error on its way out."""
+    seen = []
+    while error is not None and error not in seen:
+        if isinstance(error, Interrupted):
+            return error.signum
+        if isinstance(error, KeyboardInterrupt):
+            return signal.SIGINT
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _child_processes() -> list[int]:
+    import multiprocessing
+
+    pids = {child.pid for child in multiprocessing.active_children()}
+    with contextlib.suppress(ImportError):  # datasets' pools come from `multiprocess`
+        import multiprocess
+
+        pids.update(child.pid for child in multiprocess.active_children())
+    return sorted(pid for pid in pids if pid)
+
+
+def _worker_signals() -> None:
+    global _HANDLING
+    if not _HANDLING:
+        return
+    _HANDLING = False
+    parent = os.getppid()
+    with contextlib.suppress(ValueError):  # forked from another thread than the main one
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent ended before the line above
+            os._exit(128 + signal.SIGKILL)
+
+
+os.register_at_fork(after_in_child=_worker_signals)
