@@ -4,7 +4,7 @@
     python scripts/build.py --config small|full [--data-dir DIR_OR_URL] [--output-dir REPO_DIR]
                             [--num-proc N] [--num-shards N] [config overrides, e.g. --max-images-train 10]
 
-Writes REPO_DIR/data/<config>/<split>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
+Writes REPO_DIR/data/<config>/<split>-<source>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
 and updates REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The
 build happens in a staging directory and is swapped in only when it has fully succeeded: a failed
 or interrupted build leaves the previous shards, report and README exactly as they were.
@@ -101,7 +101,7 @@ def build(args: argparse.Namespace) -> str:
             raise
         built = builder.as_dataset()
         shards_dir = os.path.join(staging, "data", args.config)
-        info, split_rows, split_shards = _export(built, shards_dir, args)
+        info, source_infos, split_rows, split_shards = _export(built, shards_dir, args)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
@@ -109,7 +109,7 @@ def build(args: argparse.Namespace) -> str:
         readme_path = os.path.join(repo, "README.md")
         readme = open(readme_path, encoding="utf-8").read() if os.path.exists(readme_path) else None
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(updated_card(readme, args.config, info, list(SPLITS)))
+            handle.write(updated_card(readme, args.config, info, list(SPLITS), source_infos))
         del built, builder  # release the memory-mapped Arrow files before the swap
         _swap_in(repo, args.config, staging)
     finally:
@@ -118,26 +118,38 @@ def build(args: argparse.Namespace) -> str:
     return _summary(args.config, repo, split_rows, split_shards, report)
 
 
-def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict]:
+def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict, dict]:
+    """Write every split's shards, one family per source, and describe them for the card and report.
+
+    Returns the config's DatasetInfo, one DatasetInfo per source (the per-source configs' entries,
+    splits where the source has rows), rows per split, and shards per split and source.
+    """
+    families = [family for split in SPLITS for family in write_split(built[split], split, shards_dir, args.num_shards)]
+    info = _dataset_info(args.config, families)
+    source_infos = {source: _dataset_info(source, [f for f in families if f.source == source]) for source in _sources(families)}
+    split_rows = {split: len(built[split]) for split in SPLITS}
+    split_shards = {split: {f.source: len(f.paths) for f in families if f.split == split} for split in SPLITS}
+    return info, source_infos, split_rows, split_shards
+
+
+def _sources(families) -> list[str]:
+    return list(dict.fromkeys(family.source for family in families))
+
+
+def _dataset_info(config_name: str, families) -> datasets.DatasetInfo:
+    """DatasetInfo over some source families: split sizes add up, features are the schema's."""
     splits = SplitDict()
-    split_rows, split_shards, parquet_bytes = {}, {}, 0
     for split in SPLITS:
-        dataset = built[split]
-        num_bytes = dataset.data.nbytes
-        count = args.num_shards or shard_count(len(dataset), num_bytes)
-        logger.info("%s: %d rows, %.1f MB -> %d shards", split, len(dataset), num_bytes / 1e6, count)
-        paths = write_split(dataset, split, shards_dir, count)
-        parquet_bytes += sum(os.path.getsize(path) for path in paths)
-        splits.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset)))
-        split_rows[split], split_shards[split] = len(dataset), count
-    info = datasets.DatasetInfo(
-        config_name=args.config,
+        parts = [family for family in families if family.split == split]
+        if parts:
+            splits.add(SplitInfo(name=split, num_bytes=sum(f.num_bytes for f in parts), num_examples=sum(f.num_rows for f in parts)))
+    return datasets.DatasetInfo(
+        config_name=config_name,
         features=FEATURES,
         splits=splits,
-        download_size=parquet_bytes,
+        download_size=sum(os.path.getsize(path) for family in families for path in family.paths),
         dataset_size=sum(split.num_bytes for split in splits.values()),
     )
-    return info, split_rows, split_shards
 
 
 def _swap_in(repo: str, config: str, staging: str) -> None:
@@ -173,7 +185,8 @@ def one_line_reason(error: BaseException) -> str:
 def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, report: dict) -> str:
     lines = [f"built {config} into {os.path.join(repo, 'data', config)}"]
     for split in SPLITS:
-        lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+        per_source = ", ".join(f"{source} {count}" for source, count in split_shards[split].items())
+        lines.append(f"  {split}: {split_rows[split]} rows in {sum(split_shards[split].values())} shards ({per_source})")
     for source, per_split in report["sources"].items():
         for split, stats in per_split.items():
             skipped = ", ".join(f"{reason} {count}" for reason, count in stats["skipped"].items()) or "none skipped"

@@ -23,7 +23,8 @@ import build
 import stream_ddp
 
 STREAM_DDP = os.path.join(ROOT, "scripts", "stream_ddp.py")
-NUM_SHARDS = 8  # the contract's rule for a split of >= 8 rows and well under 8 x 500 MB
+SHARDS_PER_SOURCE = 2  # --num-shards: 2 shards for each of the 4 sources' rows of a split
+NUM_SHARDS = 4 * SHARDS_PER_SOURCE
 
 # 4 workers on this 2-core machine is the point of the test, not a mistake.
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
@@ -34,7 +35,8 @@ def repo(tmp_path_factory):
     mirror = tmp_path_factory.mktemp("stream-mirror")
     make_mirror(mirror, images_per_split=16, questions_per_image=2)
     path = tmp_path_factory.mktemp("stream-repo")
-    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(path)]) == 0
+    args = ["--config", "small", "--data-dir", str(mirror), "--output-dir", str(path), "--num-shards", str(SHARDS_PER_SOURCE)]
+    assert build.main(args) == 0
     return path
 
 
