@@ -133,6 +133,13 @@ def test_world_size_not_dividing_the_shards_falls_back_to_one_row_in_n(repo, sha
     assert per_rank == [expected[rank::3] for rank in range(3)]
 
 
+def test_strategy_shards_gives_whole_shards_when_world_size_does_not_divide(repo, shards):
+    # README, "Training at scale": 104 shards of full train and 16 ranks; here 8 shards and 3 ranks.
+    per_rank = [loader_ids(split_dataset_by_node(stream(repo), rank=rank, world_size=3, strategy="shards"), 0) for rank in range(3)]
+    assert_exactly_once(per_rank, all_ids(shards))
+    assert sorted(len(whole_shards(ids, shards["train"])) for ids in per_rank) == [2, 3, 3]
+
+
 def shuffled_order(repo, epoch: int, num_workers: int, rank=None, world_size=None) -> list:
     dataset = stream(repo).shuffle(seed=7, buffer_size=16)
     if world_size:
