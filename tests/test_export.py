@@ -17,7 +17,7 @@ from helpers import tree_digest, ROOT, SPLITS, make_mirror, prepared, raw_rows
 import build
 import push_to_hub
 from arr_coc.card import source_config_entry
-from arr_coc.export import shard_count
+from arr_coc.export import row_group_rows, shard_count, write_split
 from arr_coc.schema import SOURCES
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
@@ -110,6 +110,19 @@ def test_shard_count_rule():
     assert shard_count(10_000, 100 * mb) == 8
     assert shard_count(10_000, 4100 * mb) == 16  # 8 shards would exceed 500 MB each
     assert shard_count(5, 1) == 4 and shard_count(1, 1) == 1 and shard_count(8, 1) == 8
+
+
+def test_row_groups_hold_about_the_chosen_bytes_and_keep_the_page_index(small_repo, tmp_path):
+    dataset = datasets.load_dataset(str(small_repo), "small", split="train")
+    assert row_group_rows(100, 100 * 2000, 8000) == 4 and row_group_rows(100, 1, 8000) == 8000 and row_group_rows(3, 10**9, 1) == 1
+    for family in write_split(dataset, "train", str(tmp_path), num_shards=1, row_group_bytes=0):
+        # row_group_bytes=0 rounds up to one row per group: the finest row groups the export can write
+        metadata = pq.ParquetFile(family.paths[0]).metadata
+        assert metadata.num_row_groups == family.num_rows
+        assert all(metadata.row_group(i).column(0).has_offset_index for i in range(metadata.num_row_groups))
+    family = write_split(dataset, "train", str(tmp_path / "three"), num_shards=1, row_group_bytes=3 * dataset.data.nbytes // len(dataset))[0]
+    sizes = [pq.ParquetFile(family.paths[0]).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(family.paths[0]).metadata.num_row_groups)]
+    assert sum(sizes) == family.num_rows and 1 < max(sizes) <= 6  # about 3 average rows' bytes per group
 
 
 def test_build_report_keys_and_invariant(small_repo):
