@@ -1,16 +1,43 @@
-"""Writing a built split as the Hub's Parquet shards: `<split>-NNNNN-of-NNNNN.parquet`.
+"""Writing a built split as the Hub's Parquet shards, one family per source:
+`<split>-<source>-NNNNN-of-NNNNN.parquet`.
 
-Shards are written with datasets' own Parquet writer (`Dataset.to_parquet`, what `push_to_hub`
-uses): image bytes embedded, the `huggingface` features metadata, a page index and content-defined
-chunking for Xet deduplication.
+One family per source lets a source be streamed on its own (the per-source configs point at these
+same files) and lets users weight the sources in a mixture; no shard holds two sources. Shards are
+written with datasets' own Parquet writer (`Dataset.to_parquet`, what `push_to_hub` uses): image
+bytes embedded, the `huggingface` features metadata, a page index and content-defined chunking for
+Xet deduplication. Row groups are small (about ROW_GROUP_BYTES of rows): a streaming reader holds
+whole row groups, one per shard it reads from, and a shuffle buffer reads from up to 10 shards at
+once in every DataLoader worker (see scripts/bench.py's per-worker figures).
 """
 
+import contextlib
+import logging
 import os
+from dataclasses import dataclass, field
+from typing import Optional
 
 import datasets
+import numpy as np
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 MAX_SHARD_BYTES = 500 * 1000 * 1000  # "about 500 MB", datasets' own MAX_SHARD_SIZE
 MIN_SHARDS = 8
+# Rows per row group are chosen to hold about this many bytes (the Arrow size of the rows, images
+# included). datasets' default is ~100 MB, which a streaming worker then holds per shard it reads.
+ROW_GROUP_BYTES = 8 * 1000 * 1000
+
+
+@dataclass
+class SourceShards:
+    """What one source's rows of one split became."""
+
+    split: str
+    source: str
+    num_rows: int
+    num_bytes: int  # the rows' Arrow size, what dataset_info's num_bytes means
+    paths: list[str] = field(default_factory=list)
 
 
 def shard_count(num_rows: int, num_bytes: int, max_shard_bytes: int = MAX_SHARD_BYTES) -> int:
@@ -26,20 +53,86 @@ def shard_count(num_rows: int, num_bytes: int, max_shard_bytes: int = MAX_SHARD_
     return count
 
 
-def shard_file_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+def row_group_rows(num_rows: int, num_bytes: int, row_group_bytes: int = ROW_GROUP_BYTES) -> int:
+    """Rows per Parquet row group so that a row group holds about `row_group_bytes`."""
+    bytes_per_row = num_bytes / num_rows if num_rows else 1
+    return max(1, int(row_group_bytes // max(bytes_per_row, 1)))
 
 
-def write_split(dataset: datasets.Dataset, split: str, out_dir: str, num_shards: int) -> list[str]:
-    """Write `dataset` as `num_shards` contiguous shards (row order kept) and return their paths."""
+def shard_file_name(split: str, source: str, index: int, count: int) -> str:
+    return f"{split}-{source}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_split(
+    dataset: datasets.Dataset,
+    split: str,
+    out_dir: str,
+    num_shards: Optional[int] = None,
+    row_group_bytes: int = ROW_GROUP_BYTES,
+) -> list[SourceShards]:
+    """Write each source's rows of `dataset` as its own contiguous shards (row order kept), in row
+    groups of about `row_group_bytes`.
+
+    `num_shards` overrides the contract's rule for every source (at most one shard per row: an
+    empty Parquet file would be a shard that feeds nothing). A source without rows in this split
+    gets no file.
+    """
     os.makedirs(out_dir, exist_ok=True)
     arrow_files = [cache_file["filename"] for cache_file in dataset.cache_files]
-    paths = []
-    for index in range(num_shards):
-        path = os.path.join(out_dir, shard_file_name(split, index, num_shards))
-        _fresh_view(dataset, arrow_files).shard(num_shards, index, contiguous=True).to_parquet(path)
-        paths.append(path)
-    return paths
+    written = []
+    for source, indices in rows_by_source(dataset).items():
+        rows = dataset.select(indices)
+        family = SourceShards(split=split, source=source, num_rows=len(rows), num_bytes=_arrow_bytes(rows, dataset))
+        count = min(num_shards, family.num_rows) if num_shards else shard_count(family.num_rows, family.num_bytes)
+        group_rows = row_group_rows(family.num_rows, family.num_bytes, row_group_bytes)
+        logger.info(
+            "%s/%s: %d rows, %.1f MB -> %d shards, row groups of %d rows",
+            split, source, family.num_rows, family.num_bytes / 1e6, count, group_rows,
+        )  # fmt: skip
+        with _one_bar(total=family.num_rows, desc=f"Writing {split} {source} shards") as bar:
+            for index in range(count):
+                path = os.path.join(out_dir, shard_file_name(split, source, index, count))
+                shard = _fresh_view(dataset, arrow_files).select(indices).shard(count, index, contiguous=True)
+                shard.to_parquet(path, batch_size=group_rows)  # one batch = one row group
+                family.paths.append(path)
+                bar.update(len(shard))
+        written.append(family)
+    return written
+
+
+def rows_by_source(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
+    """source name -> its row indices in `dataset`, in row order; sources without rows left out.
+
+    The builder emits each source's rows together, so each index array is one contiguous run and
+    `select` turns it into a plain slice (no indices mapping, no copy).
+    """
+    names = dataset.features["source"].names
+    codes = np.asarray(dataset.with_format("numpy")["source"][:])
+    by_source = {name: np.flatnonzero(codes == code) for code, name in enumerate(names)}
+    return {name: indices for name, indices in by_source.items() if len(indices)}
+
+
+def _arrow_bytes(rows: datasets.Dataset, whole: datasets.Dataset) -> int:
+    if rows._indices is None:  # a slice of the table: its own buffers' size
+        return rows.data.nbytes
+    return whole.data.nbytes * len(rows) // max(len(whole), 1)  # rows spread out: their share
+
+
+@contextlib.contextmanager
+def _one_bar(total: int, desc: str):
+    """One bar per source and split instead of datasets' one "Creating parquet" bar per shard.
+
+    datasets' own bars are switched off while it lasts (and on again only if they were on); ours
+    follows the same switch, so HF_DATASETS_DISABLE_PROGRESS_BARS silences both.
+    """
+    enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()
+    try:
+        with tqdm(total=total, desc=desc, unit=" rows", disable=not enabled) as bar:
+            yield bar
+    finally:
+        if enabled:
+            datasets.utils.logging.enable_progress_bar()
 
 
 def _fresh_view(dataset: datasets.Dataset, arrow_files: list[str]) -> datasets.Dataset:

@@ -15,7 +15,11 @@ For each workload it measures, each thing in its own subprocess so that memory p
   passthrough   the speed limit: read the members, decode-check each image once, write the same image
                 bytes and text columns with pyarrow directly;
   streaming     `load_dataset(repo, streaming=True)` over the built shards, images decoded and not,
-                against pyarrow `ParquetFile.iter_batches` over the same files.
+                against pyarrow `ParquetFile.iter_batches` over the same files;
+  DataLoader    (image-heavy workload) the card's training recipes (plain shuffled stream, `reshard()`,
+                the `ddp` and `mixture` snippets) through 2 DataLoader workers: each worker's peak RSS,
+                rows/s, time to the first batch and shuffle quality, by buffer size and row-group size
+                (scripts/bench_loader.py).
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
 recorded for every run. The figures are printed as tables with the targets of issue 5; nothing is
@@ -59,6 +63,12 @@ IMAGE_HEAVY_MIN_ROWS_PER_S = 600
 FIRST_ROW_MAX_S = 0.5
 STREAM_MODES = ("decoded", "raw", "arrow")
 FIRST_ROW_REPEATS = 3
+# The DataLoader matrix: (recipe, buffer size) on the shards as built, and the plain shuffled recipe
+# again on the same shards rewritten with other row-group sizes (None: as the export wrote them).
+LOADER_RUNS = [("shuffled", 0), ("shuffled", 256), ("shuffled", 1000), ("reshard", 256), ("reshard", 1000),
+               ("ddp", 256), ("ddp", 1000), ("mixture", 0), ("mixture", 256), ("mixture", 1000)]  # fmt: skip
+LOADER_QUICK_RUNS = [("shuffled", 256), ("ddp", 256), ("mixture", 256)]
+ROW_GROUP_TARGETS_MB = (None, 100, 1)  # 100: about datasets' own default (the export's before)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -372,6 +382,28 @@ def measure_first_rows(repo: str, mode: str, repeats: int) -> list[float]:
     return [measure(child_command("stream", repo, mode, "1"), f"first row {mode}").result["first_row_s"] for _ in range(repeats)]
 
 
+def measure_loader(repo: str, recipe: str, buffer_size: int) -> Run:
+    command = [sys.executable, os.path.join(HERE, "bench_loader.py"), repo, recipe, str(buffer_size)]
+    return measure(command, f"DataLoader {recipe} buffer {buffer_size} ({os.path.basename(repo)})")
+
+
+def measure_loader_matrix(repo: str, work_dir: str, quick: bool) -> list[dict]:
+    """Per-worker figures of the recipes; in full runs also by row-group size (shuffled recipe)."""
+    import bench_loader
+
+    figures = []
+    for row_group_mb in (None,) if quick else ROW_GROUP_TARGETS_MB:
+        target = repo
+        if row_group_mb is not None:
+            target = os.path.join(work_dir, f"repo-coco-rg{row_group_mb}mb")
+            bench_loader.rewrite_row_groups(repo, target, int(row_group_mb * MB))
+        runs = LOADER_QUICK_RUNS if quick else LOADER_RUNS
+        for recipe, buffer_size in runs if row_group_mb is None else [run for run in runs if run[0] == "shuffled"]:
+            run = measure_loader(target, recipe, buffer_size)
+            figures.append({**run.result, "row_group_mb": row_group_mb, "tree_peak_process_mb": run.peak_process_mb})
+    return figures
+
+
 def measure_startup() -> Run:
     return measure(child_command("startup"), "startup (interpreter + imports of build.py)")
 
@@ -642,6 +674,7 @@ class WorkloadResult:
     passthrough: Run
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
+    loader: list = field(default_factory=list)  # per-DataLoader-worker figures (bench_loader.child_loader)
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -742,16 +775,42 @@ def report(results: list[WorkloadResult], startup: Run, quick: bool) -> tuple[st
     out.append(table(["workload", "reader", "shards", "rows", "first row s", "(max)", "rows/s", "x arrow",
                       "peak RSS MB"], rows))
     torch_import = next((r.streaming["decoded"].result["torch_import_s"] for r in results), None)
-    out.append(f"  first row = median of {FIRST_ROW_REPEATS} fresh processes, from load_dataset (after the imports) to the "
+    out.append(f"  first row = median of {len(results[0].first_rows['decoded']) if results else 0} fresh processes, from load_dataset (after the imports) to the "
                "first row; rows/s over the whole split.")
     if torch_import is not None:
         out.append(f"  torch is installed, so datasets imports it with the first IterableDataset: {torch_import:.2f} s more "
                    "in a process that has not imported it yet (imported beforehand here, as a training process has).")
+    out.extend(loader_report(results))
     targets = evaluate_targets(results)
     out.append("\nTargets (issue 5)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
     out.append(table(["target", "workload", "figure", "limit", "met"],
                      [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
     return "\n".join(out), targets
+
+
+def loader_report(results: list[WorkloadResult]) -> list[str]:
+    out = []
+    for r in results:
+        if not r.loader:
+            continue
+        out.append(f"\nDataLoader workers ({r.workload.name}): train split, images decoded, 2 workers, batch 8, one subprocess per row")
+        rows = []
+        for f in r.loader:
+            workers = f["worker_peak_rss_mb"]
+            rows.append([
+                f["recipe"], f["buffer_size"], "as built" if f["row_group_mb"] is None else f"{f['row_group_mb']} MB",
+                f["row_groups_per_file"], f["num_shards"], f["rows"], f["rows_per_s"], f["first_batch_s"],
+                " / ".join(f"{workers[w]:.0f}" for w in sorted(workers)), f["parent_rss_mb"], f["rank_correlation"],
+                f["shards_per_256_rows"],
+            ])  # fmt: skip
+        out.append(table(
+            ["recipe", "buffer", "row groups", "groups/file", "shards", "rows", "rows/s", "first batch s",
+             "peak RSS per worker MB", "parent MB", "rank corr", "shards/256 rows"],
+            rows,
+        ))  # fmt: skip
+        out.append("  peak RSS per worker = each worker's VmHWM (read in the worker); parent MB = the main process's RSS")
+        out.append("  when the loader starts. rank corr = Spearman between stream and file order (0: no trace of it).")
+    return out
 
 
 def evaluate_targets(results: list[WorkloadResult]) -> list[dict]:
@@ -806,6 +865,7 @@ def to_json(results: list[WorkloadResult], startup: Run, targets: list[dict], ar
                 "passthrough": asdict(r.passthrough),
                 "streaming": {mode: asdict(run) for mode, run in r.streaming.items()},
                 "first_row_s": r.first_rows,
+                "loader": r.loader,
             }
             for r in results
         ],
@@ -829,8 +889,11 @@ def run_workload(workload: Workload, args) -> WorkloadResult:
     # Stream what a single-process build wrote (the shards are the same for any num_proc).
     repo = os.path.join(args.work_dir, f"repo-{workload.name}-np{args.num_proc[0]}")
     streaming = {mode: measure_streaming(repo, mode) for mode in STREAM_MODES}
-    first_rows = {mode: measure_first_rows(repo, mode, FIRST_ROW_REPEATS) for mode in STREAM_MODES}
-    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows)
+    # A quick run only shows that the path runs: one fresh process per mode is enough.
+    repeats = 1 if args.quick else FIRST_ROW_REPEATS
+    first_rows = {mode: measure_first_rows(repo, mode, repeats) for mode in STREAM_MODES}
+    loader = measure_loader_matrix(repo, args.work_dir, args.quick) if workload.name == "coco" else []
+    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, loader)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

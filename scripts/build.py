@@ -5,7 +5,7 @@
                             [--num-proc N] [--num-shards N] [--cache-dir DIR] [--max-retries N]
                             [--retry-max-seconds S] [config overrides, e.g. --max-images-train 10]
 
-Writes REPO_DIR/data/<config>/<split>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
+Writes REPO_DIR/data/<config>/<split>-<source>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
 and updates REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The
 build happens in a staging directory and is swapped in only when it has fully succeeded: a failed
 or interrupted build leaves the previous shards, report and README exactly as they were.
@@ -148,9 +148,9 @@ def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) ->
             raise
         built = _built_splits(builder, splits)
         shards_dir = os.path.join(staging, "data", args.config)
-        info, split_rows, split_shards = _export(built, shards_dir, args)
+        info, source_infos, split_rows, split_shards = _export(built, shards_dir, args)
         for split in SPLITS:  # a split left out on request: in the report with 0 rows, not in the card
-            split_rows.setdefault(split, 0), split_shards.setdefault(split, 0)
+            split_rows.setdefault(split, 0), split_shards.setdefault(split, {})
         splits_written = list(built)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         report["decontamination"] = builder.decontamination_report()
@@ -158,7 +158,7 @@ def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) ->
             json.dump(report, handle, indent=2)
             handle.write("\n")
         del built, builder  # release the memory-mapped Arrow files before the swap
-        _swap_in_with_card(repo, args.config, staging, info, splits_written, progress)
+        _swap_in_with_card(repo, args.config, staging, info, splits_written, progress, source_infos)
     return _summary(args.config, repo, split_rows, split_shards, report)
 
 
@@ -178,26 +178,38 @@ def _retry_policy_in_environment(args):
                 os.environ.pop(name, None)
 
 
-def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict]:
+def _export(built: datasets.DatasetDict, shards_dir: str, args) -> tuple[datasets.DatasetInfo, dict, dict, dict]:
+    """Write every split's shards, one family per source, and describe them for the card and report.
+
+    Returns the config's DatasetInfo, one DatasetInfo per source (the per-source configs' entries,
+    splits where the source has rows), rows per split, and shards per split and source.
+    """
+    families = [family for split in built for family in write_split(built[split], split, shards_dir, args.num_shards)]
+    info = _dataset_info(args.config, families)
+    source_infos = {source: _dataset_info(source, [f for f in families if f.source == source]) for source in _sources(families)}
+    split_rows = {split: len(built[split]) for split in built}
+    split_shards = {split: {f.source: len(f.paths) for f in families if f.split == split} for split in built}
+    return info, source_infos, split_rows, split_shards
+
+
+def _sources(families) -> list[str]:
+    return list(dict.fromkeys(family.source for family in families))
+
+
+def _dataset_info(config_name: str, families) -> datasets.DatasetInfo:
+    """DatasetInfo over some source families: split sizes add up, features are the schema's."""
     splits = SplitDict()
-    split_rows, split_shards, parquet_bytes = {}, {}, 0
-    for split in built:
-        dataset = built[split]
-        num_bytes = dataset.data.nbytes
-        count = args.num_shards or shard_count(len(dataset), num_bytes)
-        logger.info("%s: %d rows, %.1f MB -> %d shards", split, len(dataset), num_bytes / 1e6, count)
-        paths = write_split(dataset, split, shards_dir, count)
-        parquet_bytes += sum(os.path.getsize(path) for path in paths)
-        splits.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset)))
-        split_rows[split], split_shards[split] = len(dataset), count
-    info = datasets.DatasetInfo(
-        config_name=args.config,
+    for split in SPLITS:
+        parts = [family for family in families if family.split == split]
+        if parts:
+            splits.add(SplitInfo(name=split, num_bytes=sum(f.num_bytes for f in parts), num_examples=sum(f.num_rows for f in parts)))
+    return datasets.DatasetInfo(
+        config_name=config_name,
         features=FEATURES,
         splits=splits,
-        download_size=parquet_bytes,
+        download_size=sum(os.path.getsize(path) for family in families for path in family.paths),
         dataset_size=sum(split.num_bytes for split in splits.values()),
     )
-    return info, split_rows, split_shards
 
 
 def _splits_to_write(args: argparse.Namespace) -> list[str]:
@@ -234,7 +246,9 @@ def _skips(stats: dict, split: str) -> str:
     return "; ".join(parts) or "no source has items for it"
 
 
-def _swap_in_with_card(repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress) -> None:
+def _swap_in_with_card(
+    repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress, source_infos: Optional[dict] = None
+) -> None:
     """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/swap.py).
 
     The README is read under the repository lock, so a concurrent build of another config that
@@ -243,7 +257,7 @@ def _swap_in_with_card(repo: str, config: str, staging: str, info, splits: list[
     with repository_lock(repo):
         readme = _read_text(readme_path)
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(updated_card(readme, config, info, splits, readme_path))
+            handle.write(updated_card(readme, config, info, splits, source_infos, readme_path=readme_path))
         swap.swap_in(repo, config, staging)
         progress.swapped = True
 
@@ -252,7 +266,7 @@ def _check_card(repo: str, config: str, splits: list[str]) -> None:
     """Fail before building, not after, when README.md's front matter cannot be updated."""
     readme_path = os.path.join(repo, "README.md")
     placeholder = datasets.DatasetInfo(config_name=config, features=FEATURES, splits=SplitDict())
-    updated_card(_read_text(readme_path), config, placeholder, splits, readme_path)
+    updated_card(_read_text(readme_path), config, placeholder, splits, readme_path=readme_path)
 
 
 def _read_text(path: str) -> Optional[str]:
@@ -313,7 +327,8 @@ def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, repor
     lines = [f"built {config} into {os.path.join(repo, 'data', config)}"]
     for split in SPLITS:
         if split_shards[split]:
-            lines.append(f"  {split}: {split_rows[split]} rows in {split_shards[split]} shards")
+            per_source = ", ".join(f"{source} {count}" for source, count in split_shards[split].items())
+            lines.append(f"  {split}: {split_rows[split]} rows in {sum(split_shards[split].values())} shards ({per_source})")
         else:
             lines.append(f"  {split}: not written (image cap 0)")
     for source, per_split in report["sources"].items():

@@ -4,12 +4,15 @@
     torchrun --nproc_per_node=2 scripts/stream_ddp.py --repo NorthHead/arr-coc-vqa-training --config small \
         [--split train] [--num-workers 2] [--batch-size 8] [--epochs 1] [--shuffle-buffer N --seed S] \
         [--no-decode] [--max-rows N] [--ids-out DIR] [--check]
+        [--mixture vqav2=0.5,gqa=0.3,okvqa=0.2 [--stopping-strategy all_exhausted]] [--shutdown-sleep S]
     python scripts/stream_ddp.py --repo REPO_DIR_OR_HUB_ID --config small     # one process, no torchrun
 
 Each rank runs the pipeline a training script would:
     load_dataset(repo, config, split, streaming=True) -> [shuffle(seed, buffer_size)]
     -> split_dataset_by_node(rank, world_size) -> set_epoch(e) -> DataLoader(num_workers)
-and logs its row count, time to first batch and rows/s. Under torch.distributed (gloo: only
+and logs its row count, time to first batch and rows/s. With `--mixture` the stream is instead the
+card's weighted mixture of the per-source configs (`mixture_stream`, the README's `mixture` snippet)
+and each rank also logs its share of rows per source against the weights. Under torch.distributed (gloo: only
 small Python objects travel between ranks, no GPU needed) rank 0 also logs the per-rank counts,
 and with `--check` gathers every rank's row ids and verifies that the ranks are disjoint and
 together complete. `--ids-out DIR` writes `ids-epoch{E}-rank{R}.txt`, one row id per line, in
@@ -26,6 +29,7 @@ from typing import Optional
 
 import datasets
 import torch.distributed as dist
+from datasets import interleave_datasets, load_dataset
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
@@ -43,16 +47,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     rank, world_size = init_distributed(args.backend)
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s rank {rank}/{world_size}: %(message)s")
+    if args.shutdown_sleep is not None:
+        # Forked DataLoader workers inherit it.
+        datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = args.shutdown_sleep
     try:
-        source = load_split(args)
-        check_shard_rule(source.num_shards, world_size, args.num_workers, rank)
-        dataset = split_dataset_by_node(source, rank=rank, world_size=world_size)
-        expected_rows = split_rows(source, args.split)
+        if args.mixture:
+            dataset, num_shards, expected_rows = load_mixture(args, rank, world_size)
+            check_shard_rule(num_shards, world_size, args.num_workers, rank)
+        else:
+            source = load_split(args)
+            check_shard_rule(source.num_shards, world_size, args.num_workers, rank)
+            dataset = split_dataset_by_node(source, rank=rank, world_size=world_size)
+            expected_rows = split_rows(source, args.split)
         ok = True
         for epoch in range(args.epochs):
             dataset.set_epoch(epoch)  # changes the shuffle (and, in datasets 5, the shard order) per epoch
             result = stream_epoch(dataset, args)
             report_rank(rank, epoch, result, args.num_workers)
+            if args.mixture:
+                report_shares(epoch, result.ids, args.mixture)
             if args.ids_out:
                 write_ids(args.ids_out, epoch, rank, result.ids)
             ok = summarize(epoch, rank, world_size, result, args, expected_rows) and ok
@@ -77,6 +90,22 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--ids-out", help="directory for ids-epoch{E}-rank{R}.txt files")
     parser.add_argument("--check", action="store_true", help="gather all row ids and check disjoint + complete ranks")
     parser.add_argument("--backend", default="gloo", help="torch.distributed backend under torchrun (default: gloo)")
+    parser.add_argument(
+        "--mixture",
+        type=_weights,
+        help="stream a weighted mixture of the per-source configs instead of --config, e.g. vqav2=0.5,gqa=0.3,okvqa=0.2",
+    )
+    parser.add_argument(
+        "--stopping-strategy",
+        default="all_exhausted",
+        choices=["all_exhausted", "first_exhausted"],
+        help="when a --mixture epoch ends (default: all_exhausted)",
+    )
+    parser.add_argument(
+        "--shutdown-sleep",
+        type=float,
+        help="seconds datasets sleeps at the end of each Parquet stream pass in every worker (datasets 5.2: 5); 0 for smoke tests",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,6 +125,45 @@ def load_split(args: argparse.Namespace) -> datasets.IterableDataset:
         # The same seed on every rank: all ranks must agree on the shuffled shard order to split it.
         dataset = dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer)
     return dataset
+
+
+def mixture_stream(repo, weights, seed, rank=0, world_size=1, split="train", buffer_size=1000,
+                   stopping_strategy="all_exhausted"):
+    """One streamed mixture of the per-source configs: each row comes from source `s` with probability
+    weights[s] / sum(weights.values()), drawn with `seed`; shuffled through one buffer of rows (0: no
+    shuffle); this rank's part when world_size > 1. The same seed on every rank."""
+    sources = sorted(source for source, weight in weights.items() if weight > 0)  # one order everywhere
+    total = sum(weights[source] for source in sources)
+    streams = [load_dataset(repo, source, split=split, streaming=True) for source in sources]
+    mixture = interleave_datasets(
+        streams, probabilities=[weights[source] / total for source in sources], seed=seed,
+        stopping_strategy=stopping_strategy,
+    )
+    if buffer_size:
+        mixture = mixture.shuffle(seed=seed, buffer_size=buffer_size)  # one buffer, after mixing
+    if world_size > 1:
+        mixture = split_dataset_by_node(mixture, rank=rank, world_size=world_size)
+    return mixture
+
+
+def load_mixture(args: argparse.Namespace, rank: int, world_size: int) -> tuple[datasets.IterableDataset, int, Optional[int]]:
+    """(this rank's mixture, the unsplit mixture's shard count, the sources' rows in the split)."""
+    def mixture(rank, world_size):
+        return mixture_stream(
+            args.repo, args.mixture, args.seed, rank=rank, world_size=world_size, split=args.split,
+            buffer_size=args.shuffle_buffer, stopping_strategy=args.stopping_strategy,
+        )  # fmt: skip
+
+    dataset = mixture(rank, world_size)
+    if args.no_decode:
+        dataset = dataset.decode(False)
+    # The shard count of a mixture is its smallest source's: the rule must hold for every source.
+    num_shards = mixture(0, 1).num_shards if rank == 0 else 0
+    expected_rows = None
+    if args.stopping_strategy == "all_exhausted":  # an epoch then reaches every row of every source
+        infos = datasets.get_dataset_infos(args.repo)
+        expected_rows = sum(infos[source].splits[args.split].num_examples for source in args.mixture if args.mixture[source] > 0)
+    return dataset, num_shards, expected_rows
 
 
 def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: int) -> None:
@@ -154,6 +222,19 @@ def report_rank(rank: int, epoch: int, result: EpochResult, num_workers: int) ->
     )
 
 
+def report_shares(epoch: int, ids: list[str], weights: dict) -> None:
+    """This rank's rows per source (ids start with the source) against the mixture's weights."""
+    total = sum(weights.values())
+    counts = {source: 0 for source in weights}
+    for row_id in ids:
+        source = row_id.split("/", 1)[0]
+        counts[source] = counts.get(source, 0) + 1
+    shares = ", ".join(
+        f"{source} {count / max(len(ids), 1):.3f} (weight {weights.get(source, 0) / total:.3f})" for source, count in counts.items()
+    )
+    logger.info("epoch %d: source shares %s", epoch, shares)
+
+
 def write_ids(directory: str, epoch: int, rank: int, ids: list[str]) -> None:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"ids-epoch{epoch}-rank{rank}.txt")
@@ -184,23 +265,48 @@ def summarize(epoch: int, rank: int, world_size: int, result: EpochResult, args,
     )
     if not args.check:
         return True
-    return check_partition([entry["ids"] for entry in gathered], expected_rows, truncated=args.max_rows is not None)
+    per_rank_ids = [entry["ids"] for entry in gathered]
+    return check_partition(per_rank_ids, expected_rows, truncated=args.max_rows is not None, repeats_allowed=bool(args.mixture))
 
 
-def check_partition(per_rank_ids: list[list[str]], expected_rows: Optional[int], truncated: bool) -> bool:
-    """No row twice (within or across ranks) and, for a whole epoch, as many rows as the card says."""
+def check_partition(per_rank_ids: list[list[str]], expected_rows: Optional[int], truncated: bool, repeats_allowed: bool = False) -> bool:
+    """No row twice (within or across ranks) and, for a whole epoch, as many rows as the card says.
+
+    A mixture repeats a source within a rank once it is used up before the others (all_exhausted),
+    so with `repeats_allowed` only rows on two ranks count as repeated.
+    """
     distinct = set().union(*map(set, per_rank_ids))
-    repeated = sum(map(len, per_rank_ids)) - len(distinct)
+    if repeats_allowed:
+        repeated = sum(map(len, map(set, per_rank_ids))) - len(distinct)
+    else:
+        repeated = sum(map(len, per_rank_ids)) - len(distinct)
     if truncated or expected_rows is None:
         complete, verdict = True, "not checked" + (" (--max-rows)" if truncated else " (no dataset_info)")
     else:
         complete = len(distinct) == expected_rows
         verdict = f"{len(distinct)} distinct rows of {expected_rows}"
-    logger.info("check: %d rows repeated within or across ranks; completeness: %s", repeated, verdict)
+    where = "across ranks" if repeats_allowed else "within or across ranks"
+    logger.info("check: %d rows repeated %s; completeness: %s", repeated, where, verdict)
     if repeated or not complete:
         logger.error("check failed: the ranks are not disjoint and complete")
         return False
     return True
+
+
+def _weights(text: str) -> dict:
+    """"vqav2=0.5,gqa=0.3" -> {"vqav2": 0.5, "gqa": 0.3}."""
+    weights = {}
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        source, _, weight = part.partition("=")
+        try:
+            weights[source.strip()] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT, got {part!r}") from None
+        if weights[source.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"weights must be >= 0, got {part!r}")
+    if not weights or sum(weights.values()) <= 0:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT pairs with a positive sum, got {text!r}")
+    return weights
 
 
 def _positive_int(text: str) -> int:

@@ -12,7 +12,7 @@ import sys
 from helpers import ROOT
 
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
-TABLES = ("Workloads", "Build:", "Build memory", "Baselines", "Build against the baselines", "Streaming", "Targets")
+TABLES = ("Workloads", "Build:", "Build memory", "Baselines", "Build against the baselines", "Streaming", "DataLoader workers", "Targets")
 
 
 def measured(value) -> bool:
@@ -43,6 +43,13 @@ def test_quick_benchmark_runs_and_prints_every_table(tmp_path):
         streamed = {mode: run["result"]["rows"] for mode, run in workload["streaming"].items()}
         assert set(streamed) == {"decoded", "raw", "arrow"} and len(set(streamed.values())) == 1
         assert all(measured(first) for firsts in workload["first_row_s"].values() for first in firsts)
+    # The card's recipes, each through 2 DataLoader workers, with every worker's own peak RSS.
+    [coco] = [workload for workload in figures["workloads"] if workload["workload"]["name"] == "coco"]
+    assert [run["recipe"] for run in coco["loader"]] == ["shuffled", "ddp", "mixture"]
+    for run in coco["loader"]:
+        assert sorted(run["worker_peak_rss_mb"]) == ["0", "1"] and all(map(measured, run["worker_peak_rss_mb"].values()))
+        assert run["rows"] > 0 and measured(run["rows_per_s"]) and measured(run["first_batch_s"]) and measured(run["parent_rss_mb"])
+        assert -1 <= run["rank_correlation"] <= 1
     assert figures["targets"] and all(isinstance(target["met"], bool) for target in figures["targets"])
 
 

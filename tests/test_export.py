@@ -16,7 +16,9 @@ from helpers import tree_digest, ROOT, SPLITS, make_mirror, prepared, raw_rows
 
 import build
 import push_to_hub
-from arr_coc.export import shard_count
+from arr_coc.card import source_config_entry
+from arr_coc.export import row_group_rows, shard_count, write_split
+from arr_coc.schema import SOURCES
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
 
@@ -36,8 +38,21 @@ def small_repo(mirror, tmp_path_factory):
     return repo
 
 
-def shard_files(repo, config, split):
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-*")))
+@pytest.fixture(scope="module")
+def full_repo(mirror, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("hub-repo-full")
+    assert build.main(["--config", "full", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    return repo
+
+
+def shard_files(repo, config, split, source="*"):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-{source}-*")))
+
+
+def by_file_order(rows: list[dict]) -> list[dict]:
+    """The builder's rows in the order load_dataset reads the export: data files sort by name, so the
+    sources' shard families come alphabetically, each in the builder's row order."""
+    return sorted(rows, key=lambda row: SOURCES[row["source"]])
 
 
 def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_path):
@@ -45,7 +60,7 @@ def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_
     builder = prepared(mirror, tmp_path, "small")
     expected = builder.as_dataset()
     for split in SPLITS:
-        assert raw_rows(loaded[split]) == raw_rows(expected[split])
+        assert raw_rows(loaded[split]) == by_file_order(raw_rows(expected[split]))
         assert loaded[split].features == expected[split].features
     assert loaded["train"].features["source"].names == ["vqav2", "gqa", "okvqa", "coco"]
     assert loaded["train"][0]["image"].size[0] > 0  # decodes to a PIL image
@@ -70,19 +85,24 @@ def test_streaming_gives_the_same_rows_one_shard_per_file(small_repo):
 
 
 def test_shard_names_counts_schema_and_metadata(small_repo):
+    with open(os.path.join(str(small_repo), "data", "small", "build_report.json")) as handle:
+        report = json.load(handle)
+    schemas = set()
     for split in SPLITS:
-        rows = datasets.get_dataset_infos(str(small_repo))["small"].splits[split].num_examples
-        files = shard_files(small_repo, "small", split)
-        count = shard_count(rows, 0)
-        assert count == (8 if rows >= 8 else 2 ** (rows.bit_length() - 1))
-        assert files == [f"{split}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
-        schemas = set()
-        for name in files:
-            parquet = pq.ParquetFile(os.path.join(str(small_repo), "data", "small", name))
-            assert b"huggingface" in parquet.schema_arrow.metadata
-            assert parquet.metadata.row_group(0).column(0).has_offset_index  # page index written
-            schemas.add(parquet.schema_arrow.to_string(show_schema_metadata=False))
-        assert len(schemas) == 1
+        for source in SOURCES:  # the rule applies to each source's rows of a split on their own
+            rows = report["sources"][source][split]["rows_written"]
+            files = shard_files(small_repo, "small", split, source)
+            count = shard_count(rows, 0)
+            assert count == (8 if rows >= 8 else 2 ** (rows.bit_length() - 1))
+            assert files == [f"{split}-{source}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+            assert report["splits"][split]["shards"][source] == count
+            for name in files:
+                parquet = pq.ParquetFile(os.path.join(str(small_repo), "data", "small", name))
+                assert b"huggingface" in parquet.schema_arrow.metadata
+                assert parquet.metadata.row_group(0).column(0).has_offset_index  # page index written
+                schemas.add(parquet.schema_arrow.to_string(show_schema_metadata=False))
+        assert sorted(shard_files(small_repo, "small", split)) == sorted(name for source in SOURCES for name in shard_files(small_repo, "small", split, source))
+    assert len(schemas) == 1
 
 
 def test_shard_count_rule():
@@ -90,6 +110,19 @@ def test_shard_count_rule():
     assert shard_count(10_000, 100 * mb) == 8
     assert shard_count(10_000, 4100 * mb) == 16  # 8 shards would exceed 500 MB each
     assert shard_count(5, 1) == 4 and shard_count(1, 1) == 1 and shard_count(8, 1) == 8
+
+
+def test_row_groups_hold_about_the_chosen_bytes_and_keep_the_page_index(small_repo, tmp_path):
+    dataset = datasets.load_dataset(str(small_repo), "small", split="train")
+    assert row_group_rows(100, 100 * 2000, 8000) == 4 and row_group_rows(100, 1, 8000) == 8000 and row_group_rows(3, 10**9, 1) == 1
+    for family in write_split(dataset, "train", str(tmp_path), num_shards=1, row_group_bytes=0):
+        # row_group_bytes=0 rounds up to one row per group: the finest row groups the export can write
+        metadata = pq.ParquetFile(family.paths[0]).metadata
+        assert metadata.num_row_groups == family.num_rows
+        assert all(metadata.row_group(i).column(0).has_offset_index for i in range(metadata.num_row_groups))
+    family = write_split(dataset, "train", str(tmp_path / "three"), num_shards=1, row_group_bytes=3 * dataset.data.nbytes // len(dataset))[0]
+    sizes = [pq.ParquetFile(family.paths[0]).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(family.paths[0]).metadata.num_row_groups)]
+    assert sum(sizes) == family.num_rows and 1 < max(sizes) <= 6  # about 3 average rows' bytes per group
 
 
 def test_build_report_keys_and_invariant(small_repo):
@@ -116,7 +149,7 @@ def test_two_configs_full_is_default_and_prose_survives(mirror, tmp_path):
     assert build.main(["--config", "full", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
     assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), "--max-images-train", "3"]) == 0
     assert readme.read_text().endswith(paragraph)
-    assert datasets.get_dataset_config_names(str(repo)) == ["full", "small"]
+    assert sorted(datasets.get_dataset_config_names(str(repo))) == sorted(["full", "small", *SOURCES])
     assert datasets.load_dataset_builder(str(repo)).config.name == "full"
     infos = datasets.get_dataset_infos(str(repo))
     for config in ("small", "full"):
@@ -131,9 +164,9 @@ def test_rebuild_with_fewer_shards_leaves_no_stale_shard(mirror, tmp_path):
     repo = tmp_path / "rebuild"
     args = ["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]
     assert build.main(args + ["--num-shards", "4"]) == 0
-    assert len(shard_files(repo, "small", "train")) == 4
+    assert len(shard_files(repo, "small", "train")) == 4 * len(SOURCES)  # --num-shards is per source
     assert build.main(args + ["--num-shards", "2"]) == 0
-    assert shard_files(repo, "small", "train") == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert shard_files(repo, "small", "train") == sorted(f"train-{source}-0000{i}-of-00002.parquet" for source in SOURCES for i in (0, 1))
     assert len(datasets.load_dataset(str(repo), "small", split="train")) == datasets.get_dataset_infos(str(repo))["small"].splits["train"].num_examples
     assert not os.path.exists(repo / ".build-staging")
 
@@ -159,6 +192,62 @@ def test_failed_build_exits_non_zero_and_leaves_everything_untouched(mirror, tmp
         assert len(error_lines) == 1 and "v2_Annotations_Train_mscoco.zip" in error_lines[0] and member in error_lines[0]
         assert "Traceback" not in result.stderr
         assert tree_digest(repo) == before
+
+
+def card_yaml(repo) -> dict:
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(os.path.join(str(repo), "README.md")).data.to_dict()
+
+
+def source_config_names(repo) -> list[str]:
+    return [entry["config_name"] for entry in card_yaml(repo)["configs"] if entry["config_name"] in SOURCES]
+
+
+def test_per_source_configs_are_exactly_that_sources_rows_of_full(full_repo):
+    full = {split: raw_rows(datasets.load_dataset(str(full_repo), "full", split=split)) for split in SPLITS}
+    infos = datasets.get_dataset_infos(str(full_repo))
+    assert source_config_names(full_repo) == sorted(SOURCES)
+    for source in SOURCES:
+        loaded = datasets.load_dataset(str(full_repo), source)
+        assert loaded["train"].features == datasets.load_dataset(str(full_repo), "full", split="train").features
+        for split in SPLITS:
+            expected = [row for row in full[split] if SOURCES[row["source"]] == source]
+            assert expected and raw_rows(loaded[split]) == expected  # the same rows, in the same order
+            assert infos[source].splits[split].num_examples == len(expected)
+    for split in SPLITS:
+        assert sum(infos[source].splits[split].num_bytes for source in SOURCES) == infos["full"].splits[split].num_bytes
+    streamed = datasets.load_dataset(str(full_repo), "gqa", split="train", streaming=True)
+    assert streamed.num_shards == len(shard_files(full_repo, "full", "train", "gqa")) == 8
+
+
+def test_card_points_only_at_existing_files_and_no_shard_holds_two_sources(full_repo):
+    for entry in card_yaml(full_repo)["configs"]:
+        for data_files in entry["data_files"]:
+            assert glob.glob(os.path.join(str(full_repo), data_files["path"])), data_files["path"]
+        if entry["config_name"] in SOURCES:
+            assert entry == {"config_name": entry["config_name"], **source_config_entry(entry["config_name"], list(SPLITS))}
+    paths = glob.glob(os.path.join(str(full_repo), "data", "full", "*.parquet"))
+    assert len(paths) == 2 * 8 * len(SOURCES)
+    for path in paths:
+        codes = set(pq.read_table(path, columns=["source"]).column("source").to_pylist())
+        assert [SOURCES[code] for code in codes] == [os.path.basename(path).split("-")[1]], path
+
+
+def test_full_build_of_a_subset_drops_stale_source_configs_small_leaves_them(mirror, tmp_path):
+    repo = tmp_path / "subset"
+    full = ["--config", "full", "--data-dir", str(mirror), "--output-dir", str(repo)]
+    assert build.main(full) == 0
+    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), "--max-images-train", "3"]) == 0
+    assert source_config_names(repo) == sorted(SOURCES)  # a small build leaves them alone
+    assert build.main(full + ["--sources", "gqa,coco"]) == 0
+    card = card_yaml(repo)
+    assert [entry["config_name"] for entry in card["configs"]] == ["coco", "full", "gqa", "small"]
+    assert sorted(info["config_name"] for info in card["dataset_info"]) == ["coco", "full", "gqa", "small"]
+    assert [entry["config_name"] for entry in card["configs"] if entry.get("default")] == ["full"]
+    infos = datasets.get_dataset_infos(str(repo))
+    for config in ("coco", "gqa", "small", "full"):
+        assert len(datasets.load_dataset(str(repo), config, split="train")) == infos[config].splits["train"].num_examples > 0
 
 
 def test_usage_errors_are_clear(tmp_path):

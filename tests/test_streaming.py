@@ -23,7 +23,8 @@ import build
 import stream_ddp
 
 STREAM_DDP = os.path.join(ROOT, "scripts", "stream_ddp.py")
-NUM_SHARDS = 8  # the contract's rule for a split of >= 8 rows and well under 8 x 500 MB
+SHARDS_PER_SOURCE = 2  # --num-shards: 2 shards for each of the 4 sources' rows of a split
+NUM_SHARDS = 4 * SHARDS_PER_SOURCE
 
 # 4 workers on this 2-core machine is the point of the test, not a mistake.
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
@@ -34,7 +35,8 @@ def repo(tmp_path_factory):
     mirror = tmp_path_factory.mktemp("stream-mirror")
     make_mirror(mirror, images_per_split=16, questions_per_image=2)
     path = tmp_path_factory.mktemp("stream-repo")
-    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(path)]) == 0
+    args = ["--config", "small", "--data-dir", str(mirror), "--output-dir", str(path), "--num-shards", str(SHARDS_PER_SOURCE)]
+    assert build.main(args) == 0
     return path
 
 
@@ -129,6 +131,13 @@ def test_world_size_not_dividing_the_shards_falls_back_to_one_row_in_n(repo, sha
     assert_exactly_once(per_rank, expected)
     # Every rank reads every shard and keeps every 3rd row: correct but 3x the reading.
     assert per_rank == [expected[rank::3] for rank in range(3)]
+
+
+def test_strategy_shards_gives_whole_shards_when_world_size_does_not_divide(repo, shards):
+    # README, "Training at scale": 104 shards of full train and 16 ranks; here 8 shards and 3 ranks.
+    per_rank = [loader_ids(split_dataset_by_node(stream(repo), rank=rank, world_size=3, strategy="shards"), 0) for rank in range(3)]
+    assert_exactly_once(per_rank, all_ids(shards))
+    assert sorted(len(whole_shards(ids, shards["train"])) for ids in per_rank) == [2, 3, 3]
 
 
 def shuffled_order(repo, epoch: int, num_workers: int, rank=None, world_size=None) -> list:
