@@ -18,6 +18,8 @@ from typing import Optional
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
@@ -113,9 +115,36 @@ def rows_by_source(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
 
 
 def _arrow_bytes(rows: datasets.Dataset, whole: datasets.Dataset) -> int:
-    if rows._indices is None:  # a slice of the table: its own buffers' size
-        return rows.data.nbytes
-    return whole.data.nbytes * len(rows) // max(len(whole), 1)  # rows spread out: their share
+    if rows._indices is None:  # a slice of the table: its own rows' size
+        return contiguous_nbytes(rows.data.table)
+    return contiguous_nbytes(whole.data.table) * len(rows) // max(len(whole), 1)  # rows spread out: their share
+
+
+def contiguous_nbytes(table: pa.Table) -> int:
+    """The table's Arrow size as if every column were one contiguous array.
+
+    `Table.nbytes` counts each chunk's own offsets and validity bitmap, so the same rows built with
+    another `num_proc` (other chunk boundaries; a chunk without nulls has no bitmap) measure a few
+    bytes apart. This size picks the row-group size and goes into the card's `dataset_info`, so it
+    must depend on the rows alone. Binary columns (the images) are measured without being copied.
+    """
+    return sum(_column_nbytes(list(column.chunks), column.type, len(column)) for column in table.columns)
+
+
+def _column_nbytes(chunks: list, type_: pa.DataType, length: int) -> int:
+    validity = (length + 7) // 8 if any(chunk.null_count for chunk in chunks) else 0
+    if pa.types.is_struct(type_):
+        children = [chunk.flatten() for chunk in chunks]  # flatten applies each chunk's slice offset
+        return validity + sum(
+            _column_nbytes([parts[index] for parts in children], type_.field(index).type, length)
+            for index in range(type_.num_fields)
+        )
+    if pa.types.is_binary(type_) or pa.types.is_string(type_) or pa.types.is_large_binary(type_) or pa.types.is_large_string(type_):
+        offset_width = 8 if pa.types.is_large_binary(type_) or pa.types.is_large_string(type_) else 4
+        data = sum(pc.sum(pc.binary_length(chunk)).as_py() or 0 for chunk in chunks)
+        return validity + (length + 1) * offset_width + data
+    # Lists and fixed-width columns: small next to the images, so concatenating them is cheap.
+    return pa.chunked_array(chunks, type=type_).combine_chunks().nbytes
 
 
 @contextlib.contextmanager

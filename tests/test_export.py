@@ -200,13 +200,25 @@ def card_yaml(repo) -> dict:
     return DatasetCard.load(os.path.join(str(repo), "README.md")).data.to_dict()
 
 
+def card_split_infos(repo) -> dict:
+    """{config: {split: {num_bytes, num_examples}}} from the card's dataset_info."""
+    return {
+        info["config_name"]: {split["name"]: split for split in info["splits"]} for info in card_yaml(repo)["dataset_info"]
+    }
+
+
+def expected_shards(split_info: dict) -> int:
+    """The contract's shard count for one source's split (fewer than 8 when it has fewer rows)."""
+    return shard_count(split_info["num_examples"], split_info["num_bytes"])
+
+
 def source_config_names(repo) -> list[str]:
     return [entry["config_name"] for entry in card_yaml(repo)["configs"] if entry["config_name"] in SOURCES]
 
 
 def test_per_source_configs_are_exactly_that_sources_rows_of_full(full_repo):
     full = {split: raw_rows(datasets.load_dataset(str(full_repo), "full", split=split)) for split in SPLITS}
-    infos = datasets.get_dataset_infos(str(full_repo))
+    infos = card_split_infos(full_repo)  # what the build wrote (get_dataset_infos would give datasets' cache's own figures)
     assert source_config_names(full_repo) == sorted(SOURCES)
     for source in SOURCES:
         loaded = datasets.load_dataset(str(full_repo), source)
@@ -214,11 +226,11 @@ def test_per_source_configs_are_exactly_that_sources_rows_of_full(full_repo):
         for split in SPLITS:
             expected = [row for row in full[split] if SOURCES[row["source"]] == source]
             assert expected and raw_rows(loaded[split]) == expected  # the same rows, in the same order
-            assert infos[source].splits[split].num_examples == len(expected)
+            assert infos[source][split]["num_examples"] == len(expected)
     for split in SPLITS:
-        assert sum(infos[source].splits[split].num_bytes for source in SOURCES) == infos["full"].splits[split].num_bytes
+        assert sum(infos[source][split]["num_bytes"] for source in SOURCES) == infos["full"][split]["num_bytes"]
     streamed = datasets.load_dataset(str(full_repo), "gqa", split="train", streaming=True)
-    assert streamed.num_shards == len(shard_files(full_repo, "full", "train", "gqa")) == 8
+    assert streamed.num_shards == len(shard_files(full_repo, "full", "train", "gqa")) == expected_shards(infos["gqa"]["train"])
 
 
 def test_card_points_only_at_existing_files_and_no_shard_holds_two_sources(full_repo):
@@ -228,7 +240,8 @@ def test_card_points_only_at_existing_files_and_no_shard_holds_two_sources(full_
         if entry["config_name"] in SOURCES:
             assert entry == {"config_name": entry["config_name"], **source_config_entry(entry["config_name"], list(SPLITS))}
     paths = glob.glob(os.path.join(str(full_repo), "data", "full", "*.parquet"))
-    assert len(paths) == 2 * 8 * len(SOURCES)
+    infos = card_split_infos(full_repo)
+    assert len(paths) == sum(expected_shards(infos[source][split]) for source in SOURCES for split in SPLITS)
     for path in paths:
         codes = set(pq.read_table(path, columns=["source"]).column("source").to_pylist())
         assert [SOURCES[code] for code in codes] == [os.path.basename(path).split("-")[1]], path
@@ -298,3 +311,35 @@ def test_push_takes_no_token_on_the_command_line():
     with pytest.raises(SystemExit) as raised:
         push_to_hub.main(["--token", "hf_secret", "--dry-run"])
     assert raised.value.code == 2
+
+
+def test_arrow_size_depends_on_the_rows_not_on_how_the_build_chunked_them():
+    # The card's num_bytes and the row-group size come from this figure: a num_proc=2 build (other
+    # chunk boundaries, a null-free chunk without a validity bitmap) must measure like num_proc=1.
+    import pyarrow as pa
+
+    from arr_coc.export import contiguous_nbytes
+
+    values = [None if i % 7 == 0 else str(i) for i in range(100)]
+    schema = pa.schema(
+        [
+            ("coco_id", pa.string()),
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("qa", pa.list_(pa.struct([("answers", pa.list_(pa.string()))]))),
+        ]
+    )
+    rows = {
+        "coco_id": values,
+        "image": [{"bytes": b"\xff" * i, "path": f"{i}.jpg"} for i in range(100)],
+        "qa": [[{"answers": [value or "none"]}] for value in values],
+    }
+
+    def chunked(cuts):
+        bounds = [0, *cuts, 100]
+        pieces = [{key: column[a:b] for key, column in rows.items()} for a, b in zip(bounds, bounds[1:])]
+        return pa.concat_tables([pa.Table.from_pydict(piece, schema=schema) for piece in pieces])
+
+    tables = [chunked(cuts) for cuts in ([], [50], [1, 7], [3, 9, 60])]
+    assert len({table.nbytes for table in tables}) > 1  # what the card used to say differed
+    assert len({contiguous_nbytes(table) for table in tables}) == 1
+    assert len({contiguous_nbytes(table.slice(5, 80)) for table in tables}) == 1
