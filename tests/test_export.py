@@ -12,7 +12,7 @@ import zipfile
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from helpers import tree_digest, ROOT, SPLITS, make_mirror, prepared, raw_rows
+from helpers import tree_digest, ROOT, SPLITS, by_file_order, make_mirror, prepared, raw_rows
 
 import build
 import push_to_hub
@@ -47,12 +47,6 @@ def full_repo(mirror, tmp_path_factory):
 
 def shard_files(repo, config, split, source="*"):
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-{source}-*")))
-
-
-def by_file_order(rows: list[dict]) -> list[dict]:
-    """The builder's rows in the order load_dataset reads the export: data files sort by name, so the
-    sources' shard families come alphabetically, each in the builder's row order."""
-    return sorted(rows, key=lambda row: SOURCES[row["source"]])
 
 
 def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_path):
