@@ -17,7 +17,7 @@ For each workload it measures, each thing in its own subprocess so that memory p
   streaming     `load_dataset(repo, streaming=True)` over the built shards, images decoded and not,
                 against pyarrow `ParquetFile.iter_batches` over the same files;
   DataLoader    (image-heavy workload) the card's training recipes (plain shuffled stream, `reshard()`,
-                the `ddp` and `mixture` snippets) through 2 DataLoader workers: each worker's peak RSS,
+                the card's `stream`, `ddp` and `mixture` snippets) through 2 DataLoader workers: each worker's peak RSS,
                 rows/s, time to the first batch and shuffle quality, by buffer size and row-group size
                 (scripts/bench_loader.py).
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
@@ -66,8 +66,10 @@ FIRST_ROW_REPEATS = 3
 # The DataLoader matrix: (recipe, buffer size) on the shards as built, and the plain shuffled recipe
 # again on the same shards rewritten with other row-group sizes (None: as the export wrote them).
 LOADER_RUNS = [("shuffled", 0), ("shuffled", 256), ("shuffled", 1000), ("reshard", 256), ("reshard", 1000),
-               ("ddp", 256), ("ddp", 1000), ("mixture", 0), ("mixture", 256), ("mixture", 1000)]  # fmt: skip
-LOADER_QUICK_RUNS = [("shuffled", 256), ("ddp", 256), ("mixture", 256)]
+               ("stream", 256), ("stream", 1000), ("ddp", 256), ("ddp", 1000),
+               ("mixture", 0), ("mixture", 256), ("mixture", 1000)]  # fmt: skip
+# The card's recommended streams: its `stream`, `ddp` and `mixture` snippets.
+LOADER_QUICK_RUNS = [("stream", 256), ("ddp", 256), ("mixture", 256)]
 ROW_GROUP_TARGETS_MB = (None, 100, 1)  # 100: about datasets' own default (the export's before)
 
 

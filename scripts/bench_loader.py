@@ -2,7 +2,7 @@
 
 A training node runs many DataLoader workers, so what one worker holds decides how much RAM the
 data path takes. For each recipe the card recommends (the code is the README's own snippets, run
-as they are) and each shuffle buffer size, one child process streams the train split of a built
+as they are; "shuffled" and "reshard" are the plain alternatives) and each shuffle buffer size, one child process streams the train split of a built
 repository through `DataLoader(num_workers=2)` with images decoded and reports:
   peak RSS of every worker   VmHWM from /proc/self/status, read inside the worker by the collate
                              function (it runs there) after each batch, so the last value is the peak;
@@ -24,7 +24,7 @@ from typing import Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 
-RECIPES = ("shuffled", "reshard", "ddp", "mixture")
+RECIPES = ("shuffled", "reshard", "stream", "ddp", "mixture")
 MIXTURE_WEIGHTS = {"vqav2": 0.5, "gqa": 0.3, "okvqa": 0.2, "coco": 0.3}  # sources a build lacks are left out
 NUM_WORKERS = 2
 BATCH_SIZE = 8
@@ -50,6 +50,8 @@ def recipe_stream(recipe: str, repo: str, buffer_size: int, seed: int = 0):
     if recipe == "reshard":  # one shard per row group, then the buffer
         stream = datasets.load_dataset(repo, "full", split="train", streaming=True).reshard()
         return stream.shuffle(seed=seed, buffer_size=buffer_size) if buffer_size else stream
+    if recipe == "stream":  # the card's recommended stream (# snippet: stream)
+        return readme_snippet("stream")["train_stream"](repo, seed=seed, buffer_size=buffer_size)
     if recipe == "ddp":
         return readme_snippet("ddp")["rank_stream"](repo, "full", 0, 1, seed=seed, buffer_size=buffer_size)
     if recipe == "mixture":

@@ -195,6 +195,19 @@ def test_readme_ddp_snippet_gives_disjoint_complete_ranks_every_epoch(repo, shar
         assert_exactly_once(per_rank, all_ids(shards))
 
 
+def test_readme_stream_snippet_shuffles_every_row_once_reproducibly(repo, shards, no_shutdown_sleep):
+    train_stream = readme_snippet("stream")["train_stream"]
+
+    def order(seed, num_workers):
+        stream = train_stream(str(repo), "small", seed=seed, buffer_size=16).select_columns(["id"])
+        return loader_ids(stream, num_workers)
+
+    first = order(3, 2)
+    assert first == order(3, 2) != order(4, 2)
+    assert sorted(first) == sorted(all_ids(shards)) and first != all_ids(shards)
+    assert sorted(order(3, 0)) == sorted(all_ids(shards))
+
+
 def resume(make_dataset, epoch: int, stop_after: int) -> tuple[list, list, list]:
     """(uninterrupted order, rows before the checkpoint, rows after resuming from it)."""
     dataset = make_dataset()
