@@ -31,6 +31,7 @@ import datasets  # noqa: E402
 from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
 from arr_coc.card import updated_card  # noqa: E402
+from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
 from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
 from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc import swap  # noqa: E402
@@ -75,10 +76,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, choices=CONFIG_NAMES, help="which config to build")
-    parser.add_argument("--data-dir", help="source mirror: a directory or http(s) base URL (default: the official URLs)")
+    parser.add_argument("--data-dir", help="source mirror: a directory, or an http(s)/s3/gs/hf base URL (default: the official URLs)")
     parser.add_argument("--output-dir", default=REPO_ROOT, help="repository directory to write into (default: this repo)")
-    parser.add_argument("--num-proc", type=_positive_int, default=1, help="build shards in N processes")
-    parser.add_argument("--num-shards", type=_positive_int, help="Parquet shards per split (default: the contract's rule)")
+    parser.add_argument("--num-proc", type=positive_int, default=1, help="build shards in N processes")
+    parser.add_argument("--num-shards", type=positive_int, help="Parquet shards per source and split (default: the contract's rule)")
     parser.add_argument(
         "--cache-dir",
         help="where downloads are kept, in CACHE_DIR/downloads, across builds and configs "
@@ -86,7 +87,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         help="retries of a failed network read after its first attempt (default: ARR_COC_MAX_RETRIES or 7)",
     )
     parser.add_argument(
@@ -336,20 +337,6 @@ def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, repor
             skipped = ", ".join(f"{reason} {count}" for reason, count in stats["skipped"].items()) or "none skipped"
             lines.append(f"  {source}/{split}: {stats['items_written']} of {stats['items_selected']} items written ({skipped})")
     return "\n".join(lines)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _parser_for(field: dataclasses.Field):

@@ -31,6 +31,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from arr_coc import schema, sources  # noqa: E402
+from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
 from arr_coc.download import INCOMPLETE_SUFFIX, download  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
@@ -82,8 +83,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--sources", type=_source_list, help="only the files these sources need, e.g. okvqa,coco (default: every file)")
     parser.add_argument("--from", dest="base_url", metavar="BASE_URL", help="fetch the same names from this mirror URL instead of the official hosts")
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched, with sizes, and fetch nothing")
-    parser.add_argument("--jobs", type=_positive_int, default=DEFAULT_JOBS, help=f"files fetched in parallel (default {DEFAULT_JOBS})")
-    parser.add_argument("--max-retries", type=_non_negative_int, help="retries of one network read (default: the retry policy's)")
+    parser.add_argument("--jobs", type=positive_int, default=DEFAULT_JOBS, help=f"files fetched in parallel (default {DEFAULT_JOBS})")
+    parser.add_argument("--max-retries", type=non_negative_int, help="retries of one network read (default: the retry policy's)")
     return parser.parse_args(argv)
 
 
@@ -238,20 +239,6 @@ def _source_list(text: str) -> tuple:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"expected some of {','.join(schema.SOURCES)}, got {text!r}")
     return names
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ from datasets import interleave_datasets, load_dataset
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
+
 logger = logging.getLogger("stream_ddp")
 
 
@@ -80,13 +83,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--repo", required=True, help="Hub dataset id or a local repository directory")
     parser.add_argument("--config", default="small", help="config name (default: small)")
     parser.add_argument("--split", default="train", help="split (default: train)")
-    parser.add_argument("--num-workers", type=_non_negative_int, default=2, help="DataLoader workers per rank (default: 2)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8)
-    parser.add_argument("--epochs", type=_positive_int, default=1)
-    parser.add_argument("--shuffle-buffer", type=_non_negative_int, default=0, help="shuffle buffer size; 0 = no shuffle")
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="DataLoader workers per rank (default: 2)")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument("--shuffle-buffer", type=non_negative_int, default=0, help="shuffle buffer size; 0 = no shuffle")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed; must be the same on every rank")
     parser.add_argument("--no-decode", action="store_true", help="keep images as JPEG bytes instead of decoding to PIL")
-    parser.add_argument("--max-rows", type=_positive_int, help="stop each rank after about N rows per epoch")
+    parser.add_argument("--max-rows", type=positive_int, help="stop each rank after about N rows per epoch")
     parser.add_argument("--ids-out", help="directory for ids-epoch{E}-rank{R}.txt files")
     parser.add_argument("--check", action="store_true", help="gather all row ids and check disjoint + complete ranks")
     parser.add_argument("--backend", default="gloo", help="torch.distributed backend under torchrun (default: gloo)")
@@ -307,20 +310,6 @@ def _weights(text: str) -> dict:
     if not weights or sum(weights.values()) <= 0:
         raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT pairs with a positive sum, got {text!r}")
     return weights
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 if __name__ == "__main__":
