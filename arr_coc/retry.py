@@ -353,7 +353,16 @@ def with_retries(fn: Callable[[], T], *, url: str, byte_range: Optional[tuple[in
         if _is_network_failure(error):
             attempts = retrying.statistics.get("attempt_number", 1)
             raise NetworkError(url, byte_range, describe(error), attempts=attempts, status=http_status(error)) from error
+        name_the_url(error, url)
         raise
+
+
+def name_the_url(error: BaseException, url: str) -> None:
+    """Note on an error we pass on unchanged (a filesystem's credential or connection error) which URL
+    it came from: its own message often does not say (botocore's "Unable to locate credentials")."""
+    note = f"reading {url}"
+    if note not in getattr(error, "__notes__", ()):
+        error.add_note(note)
 
 
 def http_client_kwargs(policy: Optional[RetryPolicy] = None) -> dict:
@@ -375,8 +384,11 @@ def filesystem_for(url: str, policy: Optional[RetryPolicy] = None):
     protocol = url.split("://", 1)[0] if "://" in url else "file"
     if protocol in ("http", "https"):
         return fsspec.filesystem(protocol, client_kwargs=http_client_kwargs(policy)), url
-    fs, path = fsspec.core.url_to_fs(url)
-    return fs, path
+    try:
+        return fsspec.core.url_to_fs(url)  # some filesystems (ftp, sftp) connect right here
+    except Exception as error:
+        name_the_url(error, url)
+        raise
 
 
 __all__ = [

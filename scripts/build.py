@@ -321,7 +321,9 @@ def one_line_reason(error: BaseException) -> str:
         for candidate in chain:
             if isinstance(candidate, kind):
                 return " ".join(str(candidate).split())
-    return " ".join(f"{type(chain[-1]).__name__}: {chain[-1]}".split())
+    notes = [note for candidate in chain for note in getattr(candidate, "__notes__", ())]
+    where = f"{notes[0]}: " if notes else ""  # e.g. "reading s3://bucket/mirror/...: NoCredentialsError: ..."
+    return " ".join(f"{where}{type(chain[-1]).__name__}: {chain[-1]}".split())
 
 
 def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, report: dict) -> str:

@@ -139,3 +139,14 @@ def test_a_mirror_missing_a_file_fails_in_one_line_naming_it(s3_mirror, tmp_path
     (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert error.startswith(f"error: {empty}/") and "not found" in error
     assert not os.path.exists(tmp_path / "data")
+
+
+def test_a_filesystem_error_that_does_not_say_where_is_given_the_url(tmp_path, capsys):
+    # fsspec's ftp filesystem connects when it is created, and its error names no URL (nor does
+    # botocore's "Unable to locate credentials"): the one line must say which file it was reading.
+    repo = tmp_path / "repo"
+    args = ["--config", "small", "--data-dir", "ftp://127.0.0.1:1/mirror", "--output-dir", str(repo), "--max-retries", "0"]
+    assert build.main(args) == 1
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "reading ftp://127.0.0.1:1/mirror/" in line and "ConnectionRefusedError" in line, line
+    assert not (repo / "data").exists()
