@@ -8,7 +8,7 @@ spaces, so they are normalised.
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
-from .fields import integer_id, text
+from .fields import blank, integer_id, text
 from .jsonstream import iter_list_items
 from .records import Caption
 from .unique import UniqueIds, rewound
@@ -36,9 +36,18 @@ def iter_captions(stream: BinaryIO, filename: str) -> Iterator[Caption]:
         yield Caption(
             caption_id=int(caption_id),
             image_id=integer_id(record, "image_id", filename, record_id),
-            text=normalise_caption(text(record, "caption", filename, record_id)),
+            text=_caption_text(record, filename, record_id),
         )
     seen.check(lambda: _ids(stream, "annotations", filename))
+
+
+def _caption_text(record: dict, filename: str, record_id: str) -> str:
+    """The normalised caption; a blank one is an error, like a null (it could become the assistant turn)."""
+    raw = text(record, "caption", filename, record_id)
+    caption = normalise_caption(raw)
+    if not caption:
+        raise blank(filename, "caption", raw, record_id)
+    return caption
 
 
 def _require_object(record, filename: str, record_id: str) -> None:

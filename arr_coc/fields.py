@@ -3,7 +3,9 @@
 The official files hold integers for VQA and COCO ids and strings for questions, answers and
 captions. Anything else (a null, a list where an object belongs, "x48" for an id) is a one-line
 `SourceFormatError` naming the file and the record: never a bare ValueError from deep in a reader,
-and never `str(None)` becoming the answer "None" of a training conversation.
+and never `str(None)` becoming the answer "None" of a training conversation. A question or a
+training target that is empty or only whitespace is of the same kind: the official files hold none,
+and it would become a turn with nothing to say.
 """
 
 from typing import Any
@@ -16,6 +18,19 @@ def text(record: dict, key: str, filename: str, record_id) -> str:
     if key not in record:
         raise SourceFormatError(filename, f"missing field {key!r}", record_id)
     return _string(record[key], key, filename, record_id)
+
+
+def nonblank_text(record: dict, key: str, filename: str, record_id) -> str:
+    """A string field that must be present and hold more than whitespace (a question, a training target)."""
+    value = text(record, key, filename, record_id)
+    if not value.strip():
+        raise blank(filename, key, value, record_id)
+    return value
+
+
+def blank(filename: str, key: str, value: str, record_id) -> SourceFormatError:
+    """The error for a text that is empty or only whitespace where a turn needs words."""
+    return SourceFormatError(filename, f"{key!r} is blank ({show_value(value)})", record_id)
 
 
 def optional_text(record: dict, key: str, filename: str, record_id, default: str = "") -> str:

@@ -9,7 +9,7 @@ import posixpath
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
-from .fields import optional_object, optional_text, text
+from .fields import nonblank_text, optional_object, optional_text, text
 from .jsonstream import iter_dict_items
 from .records import QA, SharedValues
 from .unique import UniqueIds, rewound
@@ -38,11 +38,11 @@ def iter_questions(stream: BinaryIO, filename: str, answer_style: str = "short")
         if not isinstance(record, dict):
             raise SourceFormatError(filename, f"a question must be an object, got {type(record).__name__}", question_id)
         image_id = shared(text(record, "imageId", filename, question_id))
-        question = text(record, "question", filename, question_id)
+        question = nonblank_text(record, "question", filename, question_id)
         if "answer" not in record:  # test and challenge records carry no answer
             yield image_id, question_id
             continue
-        short = shared(text(record, "answer", filename, question_id))
+        short = shared(nonblank_text(record, "answer", filename, question_id))
         assistant = short if answer_style == "short" else _full_answer(record, question_id, filename)
         yield image_id, QA(
             question_id=question_id,
@@ -67,7 +67,7 @@ def answer_type(short_answer: str) -> str:
 def _full_answer(record: dict, question_id: str, filename: str) -> str:
     if "fullAnswer" not in record:
         raise SourceFormatError(filename, "gqa_answer_style='full' needs 'fullAnswer'", question_id)
-    return text(record, "fullAnswer", filename, question_id)
+    return nonblank_text(record, "fullAnswer", filename, question_id)
 
 
 def _detailed_type(record: dict, question_id: str, filename: str) -> str:

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import BinaryIO, Iterator, Mapping
 
 from .errors import SourceFormatError
-from .fields import integer_id, optional_text
+from .fields import blank, integer_id, optional_text
 from .jsonstream import iter_list_items, read_value
 from .records import Annotation, SharedValues
 from .unique import UniqueIds
@@ -36,13 +36,23 @@ def iter_annotations(stream: BinaryIO, filename: str, question_types: Mapping[st
         yield Annotation(
             question_id=question_id,
             image_id=integer_id(record, "image_id", filename, question_id),
-            answer=majority_answer(answers),
+            answer=training_answer(answers, filename, question_id),
             answers=answers,
             # The readable category; the code itself when the file's map lacks it.
             question_type=question_types.get(code, code),
             answer_type=checked_answer_type(record, filename),
         )
     seen.check(lambda: question_ids(stream, "annotations", filename))
+
+
+def training_answer(answers: tuple[str, ...], filename: str, question_id: str) -> str:
+    """The majority answer, which must not be blank: it becomes the assistant turn.
+
+    A blank among the ten reference answers is left as it is (they only score predictions)."""
+    answer = majority_answer(answers)
+    if not answer.strip():
+        raise blank(filename, "answer", answer, question_id)
+    return answer
 
 
 def majority_answer(answers: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ cached login for hf://); the protocol packages themselves are optional installs.
 import os
 import re
 import zipfile
+from collections import Counter
 from typing import BinaryIO, Optional
 
 import fsspec
@@ -148,7 +149,7 @@ def _open_object(location: str, block_size: int, policy: RetryPolicy) -> BinaryI
 def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional[RetryPolicy] = None) -> zipfile.ZipFile:
     handle = open_binary(location, block_size, policy)
     try:
-        return ArchiveZipFile(handle)
+        return ArchiveZipFile(handle, location=location)
     except zipfile.BadZipFile as error:
         handle.close()
         network = network_failure_behind(error)
@@ -183,9 +184,23 @@ def network_failure_behind(error: BaseException) -> Optional[NetworkError]:
 
 
 class ArchiveZipFile(zipfile.ZipFile):
-    """A zip archive that owns its file handle and, over HTTP, fetches each member in one request."""
+    """A zip archive that owns its file handle and, over HTTP, fetches each member in one request.
+
+    A name stored twice cannot be opened: zipfile would silently read the last copy, and an appended
+    `{"questions": []}` would quietly empty a whole split.
+    """
+
+    def __init__(self, file, mode="r", *args, location: Optional[str] = None, **kwargs):
+        super().__init__(file, mode, *args, **kwargs)
+        self.location = location or self.filename or repr(file)
+        # Once per archive (a Counter over ~80k image names is milliseconds), not once per member.
+        self.duplicated_names = frozenset(name for name, count in Counter(self.namelist()).items() if count > 1)
 
     def open(self, name, mode="r", pwd=None, *, force_zip64=False):
+        if self.duplicated_names and mode == "r":
+            member = name.filename if isinstance(name, zipfile.ZipInfo) else name
+            if member in self.duplicated_names:
+                raise SourceFormatError(self.location, f"has more than one member named {member} (zipfile would read only the last)")
         cache = getattr(self.fp, "cache", None)
         if mode == "r" and isinstance(cache, MemberSpanCache):
             info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)

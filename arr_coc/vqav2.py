@@ -9,7 +9,7 @@ from operator import itemgetter
 from typing import BinaryIO, Iterator
 
 from .errors import SourceFormatError
-from .fields import integer_id, optional_text, show_value, text
+from .fields import integer_id, nonblank_text, optional_text, show_value
 from .jsonstream import iter_list_items
 from .records import Annotation, Question, SharedValues
 from .schema import ANSWER_TYPES
@@ -26,7 +26,7 @@ def iter_questions(stream: BinaryIO, filename: str) -> Iterator[Question]:
         yield Question(
             question_id=question_id,
             image_id=shared(integer_id(record, "image_id", filename, question_id)),
-            question=text(record, "question", filename, question_id),
+            question=nonblank_text(record, "question", filename, question_id),
         )
     seen.check(lambda: question_ids(stream, "questions", filename))
 
@@ -41,7 +41,7 @@ def iter_annotations(stream: BinaryIO, filename: str) -> Iterator[Annotation]:
             question_id=question_id,
             image_id=integer_id(record, "image_id", filename, question_id),
             # The official majority answer, even where answers[0] says something else.
-            answer=shared(text(record, "multiple_choice_answer", filename, question_id)),
+            answer=shared(nonblank_text(record, "multiple_choice_answer", filename, question_id)),
             answers=answers_in_id_order(record, filename, shared),
             question_type=shared(optional_text(record, "question_type", filename, question_id)),
             answer_type=checked_answer_type(record, filename),

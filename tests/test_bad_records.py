@@ -451,3 +451,75 @@ def test_io_error_without_a_file_name_gets_the_shards_file(mirror, tmp_path, mon
     monkeypatch.setattr(arr_coc.shard, "caption_rows", failing_rows)
     [reason, *_] = build_failures(mirror, tmp_path, ("coco",))
     assert reason == f"{mirror}/annotations_trainval2014.zip:annotations/captions_train2014.json: building coco train failed: OSError: [Errno 5] Input/output error"
+
+
+# -- review items 5 and 6: a duplicated zip member, and blank questions and training targets -----
+
+
+def append_member(archive, name: str, data: bytes) -> None:
+    """Store `name` a second time at the end of `archive` (zipfile warns; readers then see the last copy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with zipfile.ZipFile(archive, "a") as handle:
+            handle.writestr(name, data)
+
+
+def test_duplicated_annotation_member_fails_the_build_instead_of_emptying_the_split(mirror, tmp_path):
+    # zipfile reads the last copy: `{"questions": []}` made vqav2/train all no_annotation, exit 0.
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    archive, member = VQAV2_QUESTIONS
+    append_member(bad / archive, member, b'{"questions": []}')
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and all(reason == f"{bad / archive}: has more than one member named {member} (zipfile would read only the last)" for reason in reasons)
+
+
+def test_duplicated_image_member_is_an_error_not_a_guess(tmp_path):
+    archive = image_zip(tmp_path)
+    append_member(archive, "train2014/b.jpg", small_jpeg())
+    append_member(archive, "train2014/a.jpg", b"another picture")
+    store = images.ImageStore(str(archive), "train2014")
+    assert store.fetch("b.jpg").width == 16  # only the duplicated name is refused
+    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}: has more than one member named train2014/a\.jpg "):
+        store.fetch("a.jpg")
+    store.close()
+
+
+def okvqa_annotation(qid, answers):
+    record = annotation(qid, answers=[{"answer_id": i + 1, "answer": answer} for i, answer in enumerate(answers)])
+    del record["multiple_choice_answer"]
+    return record
+
+
+@pytest.mark.parametrize(
+    "reader, document, expected",
+    [
+        (vqav2.iter_questions, {"questions": [question(5, text="")]}, "record 5: 'question' is blank ('')"),
+        (vqav2.iter_questions, {"questions": [question(5, text=" \n")]}, "record 5: 'question' is blank (' \\n')"),
+        (vqav2.iter_annotations, {"annotations": [annotation(5, multiple_choice_answer="   ")]}, "record 5: 'multiple_choice_answer' is blank ('   ')"),
+        (okvqa.iter_annotations, {"annotations": [okvqa_annotation(5, ["", "", "cat"])]}, "record 5: 'answer' is blank ('')"),
+        (gqa.iter_questions, {"02930152": gqa_record(question="")}, "record 02930152: 'question' is blank ('')"),
+        (gqa.iter_questions, {"02930152": gqa_record(answer=" ")}, "record 02930152: 'answer' is blank (' ')"),
+        (coco.iter_captions, coco_document(captions=[{"id": 48, "image_id": 1, "caption": " \n "}]), "record annotations[0]: 'caption' is blank (' \\n ')"),
+    ],
+)
+def test_blank_question_or_training_target_is_one_line_error(reader, document, expected):
+    args = ({},) if reader is okvqa.iter_annotations else ()
+    assert expected in fails(reader, document, *args)
+
+
+def test_gqa_blank_full_answer_is_an_error_only_when_it_is_the_target():
+    document = {"02930152": gqa_record(fullAnswer="")}
+    assert read_all(gqa.iter_questions, document, "short")[0][1].answer == "yes"
+    assert "record 02930152: 'fullAnswer' is blank ('')" in fails(gqa.iter_questions, document, "full")
+
+
+def test_okvqa_blank_reference_answers_stay_when_the_target_is_not_blank():
+    [record] = read_all(okvqa.iter_annotations, {"annotations": [okvqa_annotation(5, ["cat", "", "cat"])]}, {})
+    assert record.answer == "cat" and record.answers == ("cat", "", "cat")
+
+
+def test_blank_question_fails_the_build_naming_file_and_question(mirror, tmp_path):
+    bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "question", ""))
+    reasons = build_failures(bad, tmp_path, ("vqav2",))
+    assert reasons and all(re.fullmatch(rf"{re.escape(str(bad / VQAV2_QUESTIONS[0]))}:{VQAV2_QUESTIONS[1]}: record \d+: 'question' is blank \(''\)", reason) for reason in reasons)
