@@ -6,7 +6,10 @@
 Everything goes under the scratch directory (ignored by git); the repository's own `data/` is
 never touched, since it holds only shards built from the real sources. The demo writes only
 `sample_mirror/`, `demo-repo/` and a marker file there, and on a rerun removes only those: it
-refuses a non-empty directory that it did not create (so `--scratch .` cannot wipe anything).
+refuses a non-empty directory that it did not create (so `--scratch .` cannot wipe anything):
+without its marker, only a directory holding nothing but a generated mirror (every file listed in
+its manifest) and a build's output counts as the demo's. A scratch inside a dataset repository's
+data/ is refused before anything is written. Every failure is one `error:` line, no traceback.
 """
 
 import argparse
@@ -15,6 +18,7 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -22,6 +26,7 @@ sys.path.insert(0, HERE)
 
 import build  # noqa: E402
 import make_sample_mirror  # noqa: E402
+from arr_coc import staging  # noqa: E402
 
 
 MARKER = ".arr-coc-demo-scratch"
@@ -36,13 +41,16 @@ class ScratchError(Exception):
 
 def prepare_scratch(scratch: str) -> None:
     """Clear what an earlier demo wrote in `scratch`, and nothing else; refuse a directory that
-    holds other things and was not created by the demo."""
+    holds other things and was not created by the demo. Checks everything before writing or deleting."""
+    refuse_a_data_folder(scratch)
     if os.path.exists(scratch) and not os.path.isdir(scratch):
         raise ScratchError(f"{scratch}: not a directory")
     entries = set(os.listdir(scratch)) if os.path.isdir(scratch) else set()
-    if entries and MARKER not in entries and not _left_by_an_earlier_demo(scratch, entries):
-        raise ScratchError(f"{scratch}: not empty and not created by this demo (it holds {sorted(entries)[0]!r}); "
-                           "pass --scratch with a new or empty directory")
+    if entries and MARKER not in entries:
+        foreign = _not_written_by_a_demo(scratch, entries)
+        if foreign:
+            raise ScratchError(f"{scratch}: not empty and not created by this demo (it holds {foreign!r}); "
+                               "pass --scratch with a new or empty directory")
     for name in (MIRROR, REPO):
         shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
     os.makedirs(scratch, exist_ok=True)
@@ -50,12 +58,65 @@ def prepare_scratch(scratch: str) -> None:
         handle.write("created by scripts/demo.py, which deletes only sample_mirror/ and demo-repo/ here\n")
 
 
-def _left_by_an_earlier_demo(scratch: str, entries: set) -> bool:
-    """Scratch directories of demos from before the marker: only the demo's two folders, the
-    mirror with the generator's manifest."""
-    return entries <= {MIRROR, REPO} and (
-        MIRROR not in entries or os.path.exists(os.path.join(scratch, MIRROR, make_sample_mirror.MANIFEST_NAME))
-    )
+def refuse_a_data_folder(scratch: str) -> None:
+    """A dataset repository's data/ holds only shards built from the real sources: the demo writes
+    nothing there, not even its marker (the same rule as make_sample_mirror.check_destination)."""
+    resolved = Path(scratch).resolve()
+    for folder in (resolved, *resolved.parents):
+        if folder.name == "data" and make_sample_mirror._is_dataset_repository(folder.parent):
+            raise ScratchError(f"{scratch}: inside {folder}, a dataset repository's data folder; "
+                               "pass --scratch with a directory outside it")
+
+
+def _not_written_by_a_demo(scratch: str, entries: set) -> str | None:
+    """For a scratch directory without the marker (demos from before it): the first path in it that
+    a demo did not provably write, or None when all of it is the demo's own. Provably: the mirror
+    with the generator's manifest listing every file in it, and a build's output beside it."""
+    for name in sorted(entries - {MIRROR, REPO}):
+        return os.path.join(scratch, name)
+    if MIRROR not in entries:  # every demo writes the mirror before the build
+        return os.path.join(scratch, sorted(entries)[0])
+    return _not_the_generators(os.path.join(scratch, MIRROR)) or (
+        _not_a_builds(os.path.join(scratch, REPO)) if REPO in entries else None)
+
+
+def _not_the_generators(mirror: str) -> str | None:
+    manifest = os.path.join(mirror, make_sample_mirror.MANIFEST_NAME)
+    try:
+        with open(manifest) as handle:
+            listed = set(json.load(handle)["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return manifest if os.path.exists(manifest) else mirror
+    for name in sorted(os.listdir(mirror)):
+        path = os.path.join(mirror, name)
+        if name != make_sample_mirror.MANIFEST_NAME and (name not in listed or not os.path.isfile(path)):
+            return path
+    return None
+
+
+def _not_a_builds(repo: str) -> str | None:
+    """What `build.py --config small --output-dir repo` writes: the card, data/small/ with parquet
+    shards and the build report, and .build-staging/ with one `small-*` directory (and lock) per build."""
+    allowed = {"README.md": os.path.isfile, "data": os.path.isdir, staging.STAGING_DIR: os.path.isdir}
+    for name in sorted(os.listdir(repo)):
+        path = os.path.join(repo, name)
+        if name not in allowed or not allowed[name](path):
+            return path
+    data = os.path.join(repo, "data")
+    if os.path.isdir(data):
+        for name in sorted(os.listdir(data)):
+            if name != "small" or not os.path.isdir(os.path.join(data, name)):
+                return os.path.join(data, name)
+        small = os.path.join(data, "small")
+        for name in sorted(os.listdir(small)) if os.path.isdir(small) else ():
+            path = os.path.join(small, name)
+            if not (name.endswith(".parquet") or name == "build_report.json") or not os.path.isfile(path):
+                return path
+    staging_root = os.path.join(repo, staging.STAGING_DIR)
+    for name in sorted(os.listdir(staging_root)) if os.path.isdir(staging_root) else ():
+        if not name.startswith("small-"):
+            return os.path.join(staging_root, name)
+    return None
 
 
 def main(argv=None) -> int:
@@ -63,14 +124,27 @@ def main(argv=None) -> int:
     parser.add_argument("--scratch", default=os.path.join(REPO_ROOT, "scratch"), help="where the mirror and the build go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    mirror = os.path.join(args.scratch, MIRROR)
-    repo = os.path.join(args.scratch, REPO)
     try:
         prepare_scratch(args.scratch)
-    except ScratchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        return run_demo(args.scratch)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - a demo's failure is one line, not a traceback
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
 
+
+def _one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    if isinstance(error, (ScratchError, ValueError, OSError)):  # these name their path already
+        return lines[0] if lines else type(error).__name__
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def run_demo(scratch: str) -> int:
+    mirror = os.path.join(scratch, MIRROR)
+    repo = os.path.join(scratch, REPO)
     print(f"1. sample mirror (official layout) -> {mirror}")
     make_sample_mirror.write_sample_mirror(mirror)
     for name in sorted(os.listdir(mirror)):

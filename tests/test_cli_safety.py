@@ -202,3 +202,68 @@ def test_sample_mirror_overwrites_only_files_its_manifest_lists(tmp_path):
     (out / "v2_Questions_Test_mscoco.zip").write_bytes(b"downloaded by hand")
     with pytest.raises(ValueError, match=r"v2_Questions_Test_mscoco.zip: not written by this generator"):
         make_sample_mirror.write_sample_mirror(out, images_per_split=2)
+
+
+# -- review of item 3: the demo deletes only what it provably wrote, and never writes into data/ ------------
+
+
+def test_demo_refuses_a_markerless_scratch_holding_a_folder_named_like_its_own(tmp_path, capsys):
+    import demo
+
+    for holds in ([demo.REPO], [demo.MIRROR], [demo.MIRROR, demo.REPO]):
+        user_dir = tmp_path / "-".join(holds)
+        for name in holds:
+            (user_dir / name).mkdir(parents=True)
+            (user_dir / name / "thesis.tex").write_text("precious")
+        before = tree_digest(user_dir)
+        assert demo.main(["--scratch", str(user_dir)]) == 1
+        [line] = error_lines(capsys.readouterr().err)
+        assert line.startswith(f"error: {user_dir}: not empty and not created by this demo")
+        assert tree_digest(user_dir) == before and sorted(os.listdir(user_dir)) == sorted(holds)
+
+
+def test_demo_reruns_into_a_markerless_scratch_only_when_all_of_it_is_the_demos(tmp_path, monkeypatch, capsys):
+    import demo
+
+    scratch = tmp_path / "old-demo"
+    assert demo.main(["--scratch", str(scratch)]) == 0
+    os.remove(scratch / demo.MARKER)  # as a demo from before the marker left it
+    old_demo = tree_digest(scratch)
+    extra = scratch / "demo-repo" / "data" / "small" / "notes.txt"
+    extra.write_text("the user's")
+    assert demo.main(["--scratch", str(scratch)]) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {scratch}: not empty and not created by this demo") and str(extra) in line
+    assert extra.read_text() == "the user's"
+    os.remove(extra)
+    assert tree_digest(scratch) == old_demo
+
+    monkeypatch.setattr(demo.build, "main", lambda argv: 1)  # stop after the mirror
+    assert demo.main(["--scratch", str(scratch)]) == 1
+    assert not (scratch / "demo-repo").exists() and (scratch / demo.MARKER).exists()
+
+
+def test_demo_refuses_a_repositorys_data_folder_before_writing_anything(tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "arr_coc_vqa.py").write_text("# builder")
+    for scratch in (checkout / "data" / "x", checkout / "data"):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo.py"), "--scratch", str(scratch)],
+                                capture_output=True, text=True)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert error_lines(result.stderr) == result.stderr.strip().splitlines()
+        [line] = error_lines(result.stderr)
+        assert line.startswith(f"error: {scratch}: inside {checkout / 'data'}")
+    assert os.listdir(checkout / "data") == []
+
+
+def test_every_demo_failure_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import demo
+
+    def broken_generator(out_dir, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(demo.make_sample_mirror, "write_sample_mirror", broken_generator)
+    assert demo.main(["--scratch", str(tmp_path / "scratch")]) == 1
+    assert error_lines(capsys.readouterr().err) == ["error: RuntimeError: disk on fire"]
