@@ -270,8 +270,9 @@ def _swap_in_with_card(
         readme = _read_text(readme_path)
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(updated_card(readme, config, info, splits, source_infos, readme_path=readme_path))
-        swap.swap_in(repo, config, staging)
-        progress.swapped = True
+        with swap.held_signals():  # a signal held back by the swap comes once `swapped` tells the truth
+            swap.swap_in(repo, config, staging)
+            progress.swapped = True
 
 
 def _check_card(repo: str, config: str, splits: list[str]) -> None:

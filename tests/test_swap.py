@@ -230,6 +230,36 @@ def test_sigterm_after_a_complete_build_says_so_in_one_line_and_exits_143(old_an
     assert tree_digest(repo) == tree_digest(new)
 
 
+# The same, with the SIGTERM sent in the middle of the swap, where it is held back until the swap is done.
+SIGTERM_IN_SWAP = """
+import os, runpy, signal, sys
+sys.path.insert(0, {root!r})
+from arr_coc import swap
+apply = swap._apply
+def apply_then_sigterm(*args):
+    apply(*args)
+    os.kill(os.getpid(), signal.SIGTERM)
+swap._apply = apply_then_sigterm
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigterm_held_back_by_the_swap_says_the_build_is_complete(old_and_new, mirror, tmp_path):
+    old, new = old_and_new
+    repo = tmp_path / "repo"
+    shutil.copytree(old, repo)
+    command = [BUILD, "--config", CONFIG, "--data-dir", str(mirror), "--output-dir", str(repo)]
+    child = SIGTERM_IN_SWAP.format(root=ROOT)
+    result = subprocess.run([sys.executable, "-c", child] + command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        "error: interrupted (SIGTERM) after the new shards and README were swapped in; the build is complete"
+    ]
+    assert tree_digest(repo) == tree_digest(new)
+    assert not os.path.exists(repo / staging.STAGING_DIR)
+
+
 KILLED_IN_SWAP = textwrap.dedent(
     """
     import os, signal, sys
