@@ -63,6 +63,28 @@ def interrupts_raise(stop_now: Callable[[int], None]):
             signal.signal(signum, old)
 
 
+def exit_on_interrupt(message: Callable[[int], str]) -> None:
+    """Until another handler replaces it: SIGINT and SIGTERM print `error: <message(signum)>` and end
+    the process at once with 128 + signum. For the moments with nothing to clean up or roll back: a
+    script's imports (a traceback from deep in them otherwise) and, once a command's work is done or
+    reported, its last prints and interpreter shutdown (the default SIGTERM action otherwise)."""
+
+    def handler(signum, frame):
+        with contextlib.suppress(Exception):  # the signal may have come in the middle of a print
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"error: {message(signum)}\n")
+            sys.stderr.flush()
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
 def signal_of(error: BaseException) -> Optional[int]:
     """The signal behind an error, if any: datasets may turn an interrupt into another error on its way out."""
     seen = []

@@ -13,19 +13,25 @@ Downloads (annotation archives; whole image archives for an uncapped build from 
 go to a persistent cache, CACHE_DIR/downloads, which failed builds keep and later builds reuse.
 """
 
-import argparse
-import contextlib
-import dataclasses
-import json
-import logging
 import os
-import signal
 import sys
-import typing
-from typing import Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+
+if __name__ == "__main__":  # before the slow imports (datasets): Ctrl-C or SIGTERM now is one line and 128 + signum
+    from arr_coc.interrupts import exit_on_interrupt, signal_name
+
+    exit_on_interrupt(lambda signum: f"interrupted ({signal_name(signum)}); nothing was changed")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import typing  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import datasets  # noqa: E402
 from datasets.splits import SplitDict, SplitInfo  # noqa: E402
@@ -36,7 +42,7 @@ from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
 from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc import swap  # noqa: E402
 from arr_coc.errors import SourceFormatError  # noqa: E402
-from arr_coc.interrupts import Interrupted, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.interrupts import Interrupted, exit_on_interrupt, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.export import shard_count, write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
 from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
@@ -59,6 +65,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     progress = BuildProgress()
+    if __name__ == "__main__":
+        # What interrupts_raise() puts back when the build is over: a signal during the last prints or
+        # interpreter shutdown says what happened (the build complete, or the previous one untouched) in
+        # one line with 128 + signum, like one during the build. Callers in-process keep their own handlers.
+        exit_on_interrupt(lambda signum: _failure_message(Interrupted(signum), signum, progress))
     with interrupts_raise(_stop_now(progress)):
         try:
             summary = build(args, progress)
@@ -259,8 +270,9 @@ def _swap_in_with_card(
         readme = _read_text(readme_path)
         with open(os.path.join(staging, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(updated_card(readme, config, info, splits, source_infos, readme_path=readme_path))
-        swap.swap_in(repo, config, staging)
-        progress.swapped = True
+        with swap.held_signals():  # a signal held back by the swap comes once `swapped` tells the truth
+            swap.swap_in(repo, config, staging)
+            progress.swapped = True
 
 
 def _check_card(repo: str, config: str, splits: list[str]) -> None:

@@ -17,22 +17,29 @@ builds any config from the mirror. `--sources` fetches only what those sources n
 COCO's annotations and Visual Genome's image metadata, for leakage control).
 """
 
-import argparse
-import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Optional, Sequence
-
-from tqdm.auto import tqdm
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+if __name__ == "__main__":  # before the slower imports: Ctrl-C or SIGTERM now is one line and 128 + signum
+    from arr_coc.interrupts import exit_on_interrupt, signal_name
+
+    exit_on_interrupt(lambda signum: f"interrupted ({signal_name(signum)}); nothing was fetched")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
+
+from tqdm.auto import tqdm  # noqa: E402
+
 from arr_coc import schema, sources  # noqa: E402
 from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
 from arr_coc.download import INCOMPLETE_SUFFIX, download  # noqa: E402
+from arr_coc.interrupts import exit_on_interrupt, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
 
@@ -44,6 +51,7 @@ logger = logging.getLogger("fetch_sources")
 # a file joins the mirror as soon as sources.OFFICIAL_URLS lists it.
 LEAKAGE_CONTROL_FILES = {"gqa": ("annotations_trainval2014.zip", "image_data.json.zip")}
 DEFAULT_JOBS = 4
+INTERRUPTED = "interrupted; run the same command again to resume (partial files are kept)"
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,18 @@ class PlannedFile:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if __name__ == "__main__":  # what interrupts_raise() puts back: the last prints and shutdown stay covered
+        exit_on_interrupt(lambda signum: INTERRUPTED)
     try:
-        return fetch(args)
-    except KeyboardInterrupt:
+        with interrupts_raise(lambda signum: tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)):  # SIGTERM like Ctrl-C
+            return fetch(args)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as arr_coc.interrupts.Interrupted
         # Worker threads would go on downloading: leave now; the partial files resume next time.
         # tqdm.write: on its own line, not glued to a progress bar still drawn by another thread.
-        tqdm.write("error: interrupted; run the same command again to resume (partial files are kept)", file=sys.stderr)
+        tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(128 + signal_of(error))
     except Exception as error:  # noqa: BLE001 - every failure becomes one line and a non-zero exit
         print(f"error: {one_line(error)}", file=sys.stderr)
         logger.debug("fetch failed", exc_info=True)

@@ -128,6 +128,36 @@ def test_ctrl_c_with_num_proc_2_exits_130_in_one_line(tmp_path):
         assert not os.path.exists(repo / ".build-staging")
 
 
+# A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script
+# starts importing MODULE: a signal during the script's slow imports, at a set point.
+SIGNAL_DURING_IMPORTS = """
+import os, runpy, sys
+script, module, signum = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = [script] + sys.argv[4:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_while_build_imports_datasets_is_one_line_and_128_plus_signum(signum, mirror, tmp_path):
+    repo = tmp_path / "repo"
+    args = ["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), "--num-proc", "2"]
+    result = subprocess.run([sys.executable, "-c", SIGNAL_DURING_IMPORTS, BUILD, "datasets", str(int(signum))] + args,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 128 + signum, result.stderr
+    assert result.stderr.splitlines() == [f"error: interrupted ({signal.Signals(signum).name}); nothing was changed"]
+    assert not repo.exists()
+
+
 # -- item 3: scripts/demo.py --scratch ----------------------------------------------------------------
 
 def test_demo_refuses_a_scratch_directory_it_did_not_create(tmp_path, monkeypatch, capsys):

@@ -191,7 +191,8 @@ def range_start(entry) -> int:
     return int(entry.range[len("bytes="):].split("-")[0]) if entry.range else 0
 
 
-def test_ctrl_c_stops_at_once_in_one_line_and_keeps_the_partial_files(mirror, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_at_once_in_one_line_and_keeps_the_partial_files(signum, mirror, tmp_path):
     out = tmp_path / "out"
     stalled, release = threading.Event(), threading.Event()
     with FileServer(mirror, handler=stalling_handler(STALLED_FILE, 0, stalled, release)) as server:
@@ -199,9 +200,9 @@ def test_ctrl_c_stops_at_once_in_one_line_and_keeps_the_partial_files(mirror, tm
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             assert stalled.wait(120), "the fetch never reached the stalled request"
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             # Not held up by the stalled download (whose read timeout is a minute away).
-            assert process.wait(20) == 130
+            assert process.wait(20) == 128 + signum
         finally:
             process.kill()
             release.set()
@@ -250,3 +251,33 @@ def test_from_must_be_a_url(tmp_path, capsys):
     assert fetch_sources.main([str(tmp_path / "out"), "--from", str(tmp_path)]) == 1
     (error,) = capsys.readouterr().err.splitlines()
     assert error.startswith(f"error: --from {tmp_path}: expected an http(s) or fsspec URL")
+
+
+# A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script
+# starts importing MODULE: a signal that arrives during the script's slow imports, at a set point.
+SIGNAL_DURING_IMPORTS = """
+import os, runpy, sys
+script, module, signum = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = [script] + sys.argv[4:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_startup_is_one_line_and_128_plus_signum(signum, tmp_path):
+    script = os.path.join(ROOT, "scripts", "fetch_sources.py")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", SIGNAL_DURING_IMPORTS, script, "tqdm", str(int(signum)), str(out), "--dry-run"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 128 + signum, result.stderr
+    assert result.stderr.splitlines() == [f"error: interrupted ({signal.Signals(signum).name}); nothing was fetched"]
+    assert not out.exists()
