@@ -378,5 +378,15 @@ def _metavar(field: dataclasses.Field) -> str:
     return "N|none" if type(None) in typing.get_args(field.type) else field.name.upper()
 
 
+def _ignore_signals_from_now_on() -> None:
+    """The command is over and has said how it ended. While Python shuts down it puts the default action
+    back for every signal that has a Python handler, so a SIGTERM then (taken by any thread) would turn a
+    finished, reported build into a bare exit -15. An ignored signal stays ignored through shutdown."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    _ignore_signals_from_now_on()
+    sys.exit(exit_code)

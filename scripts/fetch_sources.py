@@ -30,6 +30,7 @@ if __name__ == "__main__":  # before the slower imports: Ctrl-C or SIGTERM now i
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
@@ -252,5 +253,15 @@ def _source_list(text: str) -> tuple:
     return names
 
 
+def _ignore_signals_from_now_on() -> None:
+    """The command is over and has said how it ended. While Python shuts down it puts the default action
+    back for every signal that has a Python handler, so a SIGTERM then (taken by any thread) would turn a
+    finished, reported fetch into a bare exit -15. An ignored signal stays ignored through shutdown."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    _ignore_signals_from_now_on()
+    sys.exit(exit_code)

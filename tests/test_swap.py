@@ -215,18 +215,18 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_sigterm_after_a_complete_build_says_so_in_one_line_and_exits_143(old_and_new, mirror, tmp_path):
+def test_sigterm_once_the_build_is_complete_and_reported_does_not_turn_it_into_a_failure(old_and_new, mirror, tmp_path):
+    # Python puts the default signal actions back while it shuts down: a SIGTERM there used to end a
+    # finished build with a bare -15 (no line), after "built ..." was printed and the new build was in.
     old, new = old_and_new
     repo = tmp_path / "repo"
     shutil.copytree(old, repo)
     command = [BUILD, "--config", CONFIG, "--data-dir", str(mirror), "--output-dir", str(repo)]
     result = subprocess.run([sys.executable, "-c", SIGTERM_AT_SHUTDOWN] + command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 143, result.stderr
-    assert result.stdout.startswith(f"built {CONFIG} into ")  # printed before the signal, and not lost
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"built {CONFIG} into ")
     assert "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
-        "error: interrupted (SIGTERM) after the new shards and README were swapped in; the build is complete"
-    ]
+    assert not [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert tree_digest(repo) == tree_digest(new)
 
 
