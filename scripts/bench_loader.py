@@ -12,6 +12,9 @@ repository through `DataLoader(num_workers=2)` with images decoded and reports:
                              position in file order (0: no trace of file order), and how many shard
                              files 256 consecutive rows come from (higher: better mixed).
 Row-group sizes are compared by rewriting the same shards with pyarrow (`rewrite_row_groups`).
+
+The cheapest measurement of one recipe, on a build the benchmark kept (`scripts/bench.py --keep`):
+    python scripts/bench_loader.py /tmp/arr_coc_bench/repo-coco-np1 stream 128
 """
 
 import json
