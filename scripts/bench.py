@@ -66,11 +66,11 @@ FIRST_ROW_REPEATS = 3
 # The DataLoader matrix: (recipe, buffer size) on the shards as built, and the plain shuffled recipe
 # again on the same shards rewritten with other row-group sizes (None: as the export wrote them).
 LOADER_RUNS = [("shuffled", 0), ("shuffled", 256), ("shuffled", 1000), ("reshard", 256), ("reshard", 1000),
-               ("stream", 256), ("stream", 1000), ("ddp", 256), ("ddp", 1000),
+               ("stream", 128), ("stream", 256), ("stream", 1000), ("ddp", 256), ("ddp", 1000),
                ("mixture", 0), ("mixture", 256), ("mixture", 1000)]  # fmt: skip
 # The card's recommended streams: its `stream`, `ddp` and `mixture` snippets.
-LOADER_QUICK_RUNS = [("stream", 256), ("ddp", 256), ("mixture", 256)]
-ROW_GROUP_TARGETS_MB = (None, 100, 1)  # 100: about datasets' own default (the export's before)
+LOADER_QUICK_RUNS = [("stream", 128), ("ddp", 256), ("mixture", 256)]
+ROW_GROUP_TARGETS_MB = (None, 8, 100)  # 8: the export's before; 100: about datasets' own default
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -400,7 +400,7 @@ def measure_loader_matrix(repo: str, work_dir: str, quick: bool) -> list[dict]:
             target = os.path.join(work_dir, f"repo-coco-rg{row_group_mb}mb")
             bench_loader.rewrite_row_groups(repo, target, int(row_group_mb * MB))
         runs = LOADER_QUICK_RUNS if quick else LOADER_RUNS
-        for recipe, buffer_size in runs if row_group_mb is None else [run for run in runs if run[0] == "shuffled"]:
+        for recipe, buffer_size in runs if row_group_mb is None else [run for run in runs if run[0] in ("shuffled", "stream")]:
             run = measure_loader(target, recipe, buffer_size)
             figures.append({**run.result, "row_group_mb": row_group_mb, "tree_peak_process_mb": run.peak_process_mb})
     return figures

@@ -12,6 +12,9 @@ repository through `DataLoader(num_workers=2)` with images decoded and reports:
                              position in file order (0: no trace of file order), and how many shard
                              files 256 consecutive rows come from (higher: better mixed).
 Row-group sizes are compared by rewriting the same shards with pyarrow (`rewrite_row_groups`).
+
+The cheapest measurement of one recipe, on a build the benchmark kept (`scripts/bench.py --keep`):
+    python scripts/bench_loader.py /tmp/arr_coc_bench/repo-coco-np1 stream 128
 """
 
 import json
@@ -77,6 +80,12 @@ def _rss_bytes() -> int:
     return 0
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished (reaped) children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def collate_with_peak(batch: list[dict]) -> tuple:
     """Runs in the worker: (worker id, its VmHWM so far, the rows' ids). Touches every image, as a
     training collator would."""
@@ -138,9 +147,11 @@ def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") 
     loader = DataLoader(stream, batch_size=BATCH_SIZE, num_workers=NUM_WORKERS, collate_fn=collate_with_peak)
     peaks: dict[int, int] = {}
     ids: list[str] = []
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     first_batch = None
-    for worker, peak, batch_ids in loader:
+    batches = iter(loader)
+    for worker, peak, batch_ids in batches:
         if first_batch is None:
             first_batch = time.perf_counter() - started
         peaks[worker] = max(peaks.get(worker, 0), peak)
@@ -148,6 +159,8 @@ def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") 
         if len(ids) >= limit:
             break
     seconds = time.perf_counter() - started
+    del batches  # stops and reaps the workers, so their CPU time is counted
+    cpu_seconds = _cpu_seconds() - cpu_before
     stream_positions = [positions[row_id][0] for row_id in ids]
     return {
         "recipe": recipe,
@@ -158,6 +171,8 @@ def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") 
         "rows": len(ids),
         "seconds": seconds,
         "rows_per_s": len(ids) / seconds if seconds else 0.0,
+        # CPU time of this process and its reaped workers: unlike rows/s, not diluted by other load.
+        "rows_per_cpu_s": len(ids) / cpu_seconds if cpu_seconds else 0.0,
         "first_batch_s": first_batch,
         "parent_rss_mb": parent_rss / 1e6,
         "worker_peak_rss_mb": {str(worker): peak / 1e6 for worker, peak in sorted(peaks.items())},

@@ -45,7 +45,7 @@ def test_quick_benchmark_runs_and_prints_every_table(tmp_path):
         assert all(measured(first) for firsts in workload["first_row_s"].values() for first in firsts)
     # The card's recipes, each through 2 DataLoader workers, with every worker's own peak RSS.
     [coco] = [workload for workload in figures["workloads"] if workload["workload"]["name"] == "coco"]
-    assert [run["recipe"] for run in coco["loader"]] == ["stream", "ddp", "mixture"]
+    assert [(run["recipe"], run["buffer_size"]) for run in coco["loader"]] == [("stream", 128), ("ddp", 256), ("mixture", 256)]
     for run in coco["loader"]:
         assert sorted(run["worker_peak_rss_mb"]) == ["0", "1"] and all(map(measured, run["worker_peak_rss_mb"].values()))
         assert run["rows"] > 0 and measured(run["rows_per_s"]) and measured(run["first_batch_s"]) and measured(run["parent_rss_mb"])
