@@ -68,3 +68,23 @@ def by_file_order(rows: list[dict]) -> list[dict]:
     sources' shard families come alphabetically, each in the builder's row order."""
     names = ("vqav2", "gqa", "okvqa", "coco")
     return sorted(rows, key=lambda row: row["source"] if isinstance(row["source"], str) else names[row["source"]])
+
+
+# A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script
+# starts importing MODULE: a signal that arrives during the script's slow imports, at a set point.
+# Run as: [python, "-c", SIGNAL_DURING_IMPORTS, SCRIPT, MODULE, SIGNUM, *ARGS].
+SIGNAL_DURING_IMPORTS = """
+import os, runpy, sys
+script, module, signum = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = [script] + sys.argv[4:]
+runpy.run_path(script, run_name="__main__")
+"""

@@ -12,7 +12,7 @@ import zipfile
 import datasets
 import psutil
 import pytest
-from helpers import ROOT, make_mirror, tree_digest
+from helpers import ROOT, SIGNAL_DURING_IMPORTS, make_mirror, tree_digest
 
 import build
 
@@ -126,25 +126,6 @@ def test_ctrl_c_with_num_proc_2_exits_130_in_one_line(tmp_path):
         assert not alive
         assert not os.path.exists(repo / "data")
         assert not os.path.exists(repo / ".build-staging")
-
-
-# A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script
-# starts importing MODULE: a signal during the script's slow imports, at a set point.
-SIGNAL_DURING_IMPORTS = """
-import os, runpy, sys
-script, module, signum = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-class SignalOnImport:
-    def find_spec(self, name, path=None, target=None):
-        if name == module:
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signum)
-        return None
-
-sys.meta_path.insert(0, SignalOnImport())
-sys.argv = [script] + sys.argv[4:]
-runpy.run_path(script, run_name="__main__")
-"""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

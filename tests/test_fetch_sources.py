@@ -15,7 +15,7 @@ import time
 import zipfile
 
 import pytest
-from helpers import ROOT, make_mirror, tree_digest
+from helpers import ROOT, SIGNAL_DURING_IMPORTS, make_mirror, tree_digest
 from range_server import FileServer, RangeRequestHandler
 
 import build
@@ -251,25 +251,6 @@ def test_from_must_be_a_url(tmp_path, capsys):
     assert fetch_sources.main([str(tmp_path / "out"), "--from", str(tmp_path)]) == 1
     (error,) = capsys.readouterr().err.splitlines()
     assert error.startswith(f"error: --from {tmp_path}: expected an http(s) or fsspec URL")
-
-
-# A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script
-# starts importing MODULE: a signal that arrives during the script's slow imports, at a set point.
-SIGNAL_DURING_IMPORTS = """
-import os, runpy, sys
-script, module, signum = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-class SignalOnImport:
-    def find_spec(self, name, path=None, target=None):
-        if name == module:
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signum)
-        return None
-
-sys.meta_path.insert(0, SignalOnImport())
-sys.argv = [script] + sys.argv[4:]
-runpy.run_path(script, run_name="__main__")
-"""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
