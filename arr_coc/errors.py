@@ -1,4 +1,4 @@
-"""The one error type the builder raises for bad source data."""
+"""The one error type the builder raises for bad source data, and how to read a chain of errors."""
 
 
 class SourceFormatError(ValueError):
@@ -18,3 +18,12 @@ class SourceFormatError(ValueError):
     def __reduce__(self):
         # Shards may fail inside `num_proc` workers; the error must survive the trip back.
         return type(self), (self.filename, self.message, self.record)
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first (datasets and zipfile wrap the errors we raise)."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain

@@ -19,6 +19,8 @@ import signal
 import sys
 from typing import Callable, Optional
 
+from .errors import exception_chain
+
 _HANDLING = False  # set inside interrupts_raise(); read in processes forked meanwhile
 
 
@@ -87,15 +89,20 @@ def signal_name(signum: int) -> str:
 
 def signal_of(error: BaseException) -> Optional[int]:
     """The signal behind an error, if any: datasets may turn an interrupt into another error on its way out."""
-    seen = []
-    while error is not None and error not in seen:
-        if isinstance(error, Interrupted):
-            return error.signum
-        if isinstance(error, KeyboardInterrupt):
+    for candidate in exception_chain(error):
+        if isinstance(candidate, Interrupted):
+            return candidate.signum
+        if isinstance(candidate, KeyboardInterrupt):
             return signal.SIGINT
-        seen.append(error)
-        error = error.__cause__ or error.__context__
     return None
+
+
+def ignore_interrupts_from_now_on() -> None:
+    """For a command that is over and has said how it ended. While Python shuts down it puts the default
+    action back for every signal that has a Python handler, so a SIGTERM then (taken by any thread) would
+    turn finished, reported work into a bare exit -15. An ignored signal stays ignored through shutdown."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _child_processes() -> list[int]:

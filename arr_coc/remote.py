@@ -26,7 +26,7 @@ from fsspec.caching import ReadAheadCache
 from fsspec.spec import AbstractBufferedFile
 from fsspec.registry import known_implementations
 
-from .errors import SourceFormatError
+from .errors import SourceFormatError, exception_chain
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
@@ -174,13 +174,7 @@ def read_url(url: str, policy: Optional[RetryPolicy] = None) -> bytes:
 
 def network_failure_behind(error: BaseException) -> Optional[NetworkError]:
     """The NetworkError that zipfile reported as a damaged archive, if that is what happened."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, NetworkError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    return next((candidate for candidate in exception_chain(error) if isinstance(candidate, NetworkError)), None)
 
 
 class ArchiveZipFile(zipfile.ZipFile):

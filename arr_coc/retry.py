@@ -31,6 +31,8 @@ from typing import Callable, Optional, TypeVar
 
 import tenacity
 
+from .errors import exception_chain
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -170,17 +172,9 @@ class TruncatedBody(OSError):
 _RETRYABLE_STATUSES = {408, 425, 429}
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    seen = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
-
-
 def http_status(error: BaseException) -> Optional[int]:
     """The real HTTP status behind an error (also behind fsspec's FileNotFoundError for a failed HEAD)."""
-    for candidate in _chain(error):
+    for candidate in exception_chain(error):
         status = getattr(candidate, "status", None)
         if isinstance(status, int) and 100 <= status < 600:
             return status
@@ -197,7 +191,7 @@ def http_status(error: BaseException) -> Optional[int]:
 
 def _retry_after(error: BaseException) -> Optional[float]:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if the error carries one."""
-    for candidate in _chain(error):
+    for candidate in exception_chain(error):
         value = getattr(candidate, "retry_after", None)
         headers = getattr(candidate, "headers", None)
         if value is None and headers is not None:
@@ -273,7 +267,7 @@ def is_retryable(error: BaseException) -> bool:
     status = http_status(error)
     if status is not None:
         return status in _RETRYABLE_STATUSES or status >= 500
-    return any(_retryable_type(candidate) for candidate in _chain(error))
+    return any(_retryable_type(candidate) for candidate in exception_chain(error))
 
 
 def _is_network_failure(error: BaseException) -> bool:
@@ -285,14 +279,14 @@ def describe(error: BaseException) -> str:
     """The last status or error, short: 'HTTP 503 Service Unavailable' or 'ServerDisconnectedError: ...'."""
     status = http_status(error)
     if status is not None:
-        reason = next((getattr(c, "message", None) or getattr(c, "reason", None) for c in _chain(error) if getattr(c, "status", None) == status), None)
+        reason = next((getattr(c, "message", None) or getattr(c, "reason", None) for c in exception_chain(error) if getattr(c, "status", None) == status), None)
         if not isinstance(reason, str) or not reason:
             try:
                 reason = http.client.responses.get(status, "")
             except Exception:  # noqa: BLE001
                 reason = ""
         return f"HTTP {status} {reason}".strip()
-    innermost = _chain(error)[-1] if not isinstance(error, TruncatedBody) else error
+    innermost = exception_chain(error)[-1] if not isinstance(error, TruncatedBody) else error
     text = " ".join(str(innermost).split())
     name = type(innermost).__name__
     return f"{name}: {text}" if text else name

@@ -41,9 +41,9 @@ from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
 from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
 from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc import swap  # noqa: E402
-from arr_coc.errors import SourceFormatError  # noqa: E402
-from arr_coc.interrupts import Interrupted, exit_on_interrupt, interrupts_raise, signal_of  # noqa: E402
-from arr_coc.export import shard_count, write_split  # noqa: E402
+from arr_coc.errors import SourceFormatError, exception_chain  # noqa: E402
+from arr_coc.interrupts import Interrupted, exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.export import write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
 from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
 from arr_coc.schema import FEATURES, SPLITS  # noqa: E402
@@ -318,17 +318,9 @@ def _failure_message(error: BaseException, signum: Optional[int], progress: Buil
     return f"interrupted ({name}); the previous shards and README are untouched"
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    chain = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    return chain
-
-
 def one_line_reason(error: BaseException) -> str:
     """The most telling message in the exception chain (datasets wraps builder errors)."""
-    chain = _chain(error)
+    chain = exception_chain(error)
     for kind in (BuildError, NetworkError, SourceFormatError, FileNotFoundError, ReportInvariantError, ValueError):
         for candidate in chain:
             if isinstance(candidate, kind):
@@ -378,15 +370,7 @@ def _metavar(field: dataclasses.Field) -> str:
     return "N|none" if type(None) in typing.get_args(field.type) else field.name.upper()
 
 
-def _ignore_signals_from_now_on() -> None:
-    """The command is over and has said how it ended. While Python shuts down it puts the default action
-    back for every signal that has a Python handler, so a SIGTERM then (taken by any thread) would turn a
-    finished, reported build into a bare exit -15. An ignored signal stays ignored through shutdown."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-
-
 if __name__ == "__main__":
     exit_code = main()
-    _ignore_signals_from_now_on()
+    ignore_interrupts_from_now_on()
     sys.exit(exit_code)

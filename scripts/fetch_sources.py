@@ -30,7 +30,6 @@ if __name__ == "__main__":  # before the slower imports: Ctrl-C or SIGTERM now i
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from arr_coc import schema, sources  # noqa: E402
 from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
 from arr_coc.download import INCOMPLETE_SUFFIX, download  # noqa: E402
-from arr_coc.interrupts import exit_on_interrupt, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
 
@@ -253,15 +252,7 @@ def _source_list(text: str) -> tuple:
     return names
 
 
-def _ignore_signals_from_now_on() -> None:
-    """The command is over and has said how it ended. While Python shuts down it puts the default action
-    back for every signal that has a Python handler, so a SIGTERM then (taken by any thread) would turn a
-    finished, reported fetch into a bare exit -15. An ignored signal stays ignored through shutdown."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-
-
 if __name__ == "__main__":
     exit_code = main()
-    _ignore_signals_from_now_on()
+    ignore_interrupts_from_now_on()
     sys.exit(exit_code)

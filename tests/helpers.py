@@ -3,6 +3,7 @@
 import glob
 import hashlib
 import os
+import re
 import sys
 import zipfile
 
@@ -88,3 +89,20 @@ sys.meta_path.insert(0, SignalOnImport())
 sys.argv = [script] + sys.argv[4:]
 runpy.run_path(script, run_name="__main__")
 """
+
+
+def readme_snippets() -> dict:
+    """The card's tested code blocks (a ```python block that starts with `# snippet: NAME`), by name."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        blocks = re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S)
+    names = [name for _, name in blocks]
+    assert len(names) == len(set(names)), f"README.md names a snippet twice: {names}"
+    return {name: code for code, name in blocks}
+
+
+def run_readme_snippets(*names: str) -> dict:
+    """One namespace with these snippets run in order, as a user would paste them."""
+    snippets, namespace = readme_snippets(), {}
+    for name in names:
+        exec(snippets[name], namespace)  # noqa: S102 - the card's own code, tested as users run it
+    return namespace

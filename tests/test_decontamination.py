@@ -8,14 +8,13 @@ record at all; see scripts/make_sample_mirror.py `_plan_visual_genome`.
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import zipfile
 
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, make_mirror, prepared, raw_rows
+from helpers import ROOT, SPLITS, make_mirror, prepared, raw_rows, run_readme_snippets
 
 import build
 from arr_coc import decontamination, vg
@@ -337,16 +336,8 @@ def test_build_script_missing_map_is_one_line_and_nonzero(mirror, tmp_path):
     assert not os.path.exists(tmp_path / "repo" / "data")
 
 
-def readme_snippet(name: str) -> dict:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        blocks = dict((snippet, code) for code, snippet in re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S))
-    namespace: dict = {}
-    exec(blocks[name], namespace)  # noqa: S102 - the card's own snippet, tested as users run it
-    return namespace
-
-
 def test_readme_coco_filter_snippet_removes_exactly_those_photos(built, mirror):
-    without_photos = readme_snippet("coco_filter")["without_photos"]
+    without_photos = run_readme_snippets("coco_filter")["without_photos"]
     builder, rows = built[False]
     train = rows["train"]
     eval_ids = [int(i) for i in coco_split_ids(mirror[0])["validation"]]  # as a user reads them from a COCO file

@@ -3,7 +3,6 @@
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import zipfile
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from helpers import tree_digest, ROOT, SPLITS, by_file_order, make_mirror, prepared, raw_rows
+from helpers import tree_digest, ROOT, SPLITS, by_file_order, make_mirror, prepared, raw_rows, run_readme_snippets
 
 import build
 import push_to_hub
@@ -267,18 +266,8 @@ def test_usage_errors_are_clear(tmp_path):
         assert result.returncode == 2 and message in result.stderr
 
 
-def readme_snippet(name: str) -> dict:
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        text = handle.read()
-    blocks = re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", text, flags=re.S)
-    namespace = {}
-    [code] = [code for code, snippet in blocks if snippet == name]
-    exec(code, namespace)  # noqa: S102 - the README's own example code
-    return namespace
-
-
 def test_readme_trl_snippet_gives_messages_and_image(small_repo):
-    to_trl = readme_snippet("trl")["to_trl"]
+    to_trl = run_readme_snippets("trl")["to_trl"]
     dataset = to_trl(datasets.load_dataset(str(small_repo), "small", split="train"))
     assert set(dataset.column_names) == {"messages", "image"}
     for row in dataset.select(range(5)):
@@ -289,7 +278,7 @@ def test_readme_trl_snippet_gives_messages_and_image(small_repo):
 
 
 def test_readme_qwen_snippet_puts_one_image_first(small_repo):
-    to_qwen_messages = readme_snippet("qwen")["to_qwen_messages"]
+    to_qwen_messages = run_readme_snippets("qwen")["to_qwen_messages"]
     dataset = datasets.load_dataset(str(small_repo), "small", split="train")
     for row in dataset:
         messages = to_qwen_messages(row)

@@ -11,7 +11,6 @@ import itertools
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from collections import Counter
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, make_mirror
+from helpers import ROOT, make_mirror, readme_snippets
 
 import build
 import stream_ddp
@@ -82,16 +81,10 @@ def no_shutdown_sleep(monkeypatch):
     monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
 
 
-def readme_snippet(name: str) -> str:
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        blocks = dict((snippet, code) for code, snippet in re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S))
-    return blocks[name]
-
-
 @pytest.fixture(scope="module")
 def mixture_stream():
     namespace = {}
-    exec(readme_snippet("mixture"), namespace)  # noqa: S102 - the README's own example code
+    exec(readme_snippets()["mixture"], namespace)  # noqa: S102 - the README's own example code
     return namespace["mixture_stream"]
 
 
@@ -100,7 +93,7 @@ def ids_of(dataset) -> list[str]:
 
 
 def test_the_snippet_is_the_code_stream_ddp_runs():
-    assert inspect.getsource(stream_ddp.mixture_stream) in readme_snippet("mixture")
+    assert inspect.getsource(stream_ddp.mixture_stream) in readme_snippets()["mixture"]
 
 
 def test_mixture_follows_the_weights_and_an_epoch_reaches_every_row(repo, rows, mixture_stream):

@@ -5,7 +5,6 @@ Every test checks row ids against the shard files themselves (read with pyarrow,
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch.utils.data
 from datasets.distributed import split_dataset_by_node
-from helpers import ROOT, SPLITS, make_mirror
+from helpers import ROOT, SPLITS, make_mirror, run_readme_snippets
 from torch.utils.data import DataLoader
 
 import build
@@ -176,16 +175,8 @@ def test_accelerate_style_shard_gives_each_process_whole_shards(repo, shards, wo
     assert all(len(whole_shards(ids, shards["train"])) == NUM_SHARDS // world_size for ids in per_process)
 
 
-def readme_snippet(name: str) -> dict:
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        blocks = dict((snippet, code) for code, snippet in re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S))
-    namespace = {}
-    exec(blocks[name], namespace)  # noqa: S102 - the README's own example code
-    return namespace
-
-
 def test_readme_ddp_snippet_gives_disjoint_complete_ranks_every_epoch(repo, shards, no_shutdown_sleep):
-    rank_stream = readme_snippet("ddp")["rank_stream"]
+    rank_stream = run_readme_snippets("ddp")["rank_stream"]
     for epoch in (0, 1):
         per_rank = []
         for rank in range(2):
@@ -196,7 +187,7 @@ def test_readme_ddp_snippet_gives_disjoint_complete_ranks_every_epoch(repo, shar
 
 
 def test_readme_stream_snippet_shuffles_every_row_once_reproducibly(repo, shards, no_shutdown_sleep):
-    train_stream = readme_snippet("stream")["train_stream"]
+    train_stream = run_readme_snippets("stream")["train_stream"]
 
     def order(seed, num_workers):
         stream = train_stream(str(repo), "small", seed=seed, buffer_size=16).select_columns(["id"])

@@ -5,7 +5,6 @@ The model, tokenizer and processor are built in the test (tests/tiny_qwen.py); n
 every connection beyond 127.0.0.1 is refused while these tests run."""
 
 import math
-import os
 import re
 import socket
 
@@ -13,7 +12,7 @@ import datasets
 import huggingface_hub
 import pytest
 import torch
-from helpers import ROOT, make_mirror
+from helpers import make_mirror, run_readme_snippets
 from tiny_qwen import expected_image_tokens, tiny_model, tiny_processor, train_tokenizer, vision_weights
 from torch.utils.data import DataLoader
 from trl import SFTConfig
@@ -85,12 +84,7 @@ def processor(rows):
 @pytest.fixture(scope="module")
 def card():
     """The README's recipes, run as written: one namespace, in the card's order."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        blocks = dict((name, code) for code, name in re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S))
-    namespace = {}
-    for name in ("trl", "sft", "qwen", "collate", "ddp"):
-        exec(blocks[name], namespace)  # noqa: S102 - the README's own example code
-    return namespace
+    return run_readme_snippets("trl", "sft", "qwen", "collate", "ddp")
 
 
 def turns_of(row) -> tuple:
