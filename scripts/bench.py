@@ -16,13 +16,14 @@ For each workload it measures, each thing in its own subprocess so that memory p
                 bytes and text columns with pyarrow directly;
   streaming     `load_dataset(repo, streaming=True)` over the built shards, images decoded and not,
                 against pyarrow `ParquetFile.iter_batches` over the same files;
-  DataLoader    (image-heavy workload) the card's training recipes (plain shuffled stream, `reshard()`,
-                the card's `stream`, `ddp` and `mixture` snippets) through 2 DataLoader workers: each worker's peak RSS,
-                rows/s, time to the first batch and shuffle quality, by buffer size and row-group size
-                (scripts/bench_loader.py).
+  DataLoader    (image-heavy workload) the card's training streams (its `stream`, `ddp` and `mixture`
+                snippets, and datasets' plain shuffle) through 2 DataLoader workers, against today's recipe
+                on the layout issue 13 found: each worker's peak RSS, rows/s, time to the first row and
+                batch, shuffle quality over seeds, by buffer size and row-group size
+                (scripts/bench_streams.py, scripts/bench_loader.py).
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
-recorded for every run. The figures are printed as tables with the targets of issue 5; nothing is
+recorded for every run. The figures are printed as tables with the targets of issues 5 and 13; nothing is
 asserted: `--quick` (small sizes, for CI) only shows that every measurement path runs.
 """
 
@@ -33,15 +34,15 @@ import io
 import json
 import logging
 import os
-import resource
 import shutil
-import subprocess
 import sys
-import threading
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Optional
+
+from bench_measure import MB, Run, measure, median, table
+from bench_streams import measure_streams, streams_report, streams_targets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -52,8 +53,6 @@ logger = logging.getLogger("bench")
 
 SPLITS = ("train", "validation")
 SOURCE_ORDER = ("vqav2", "gqa", "okvqa", "coco")
-MB = 1e6
-SAMPLE_INTERVAL_S = 0.02
 IMAGE_ARCHIVES = ("images.zip", "train2014.zip", "val2014.zip")
 VQA_SUFFIX = "\nAnswer the question using a single word or phrase."
 # Issue 5's targets, per process on a 2-core machine.
@@ -63,14 +62,6 @@ IMAGE_HEAVY_MIN_ROWS_PER_S = 600
 FIRST_ROW_MAX_S = 0.5
 STREAM_MODES = ("decoded", "raw", "arrow")
 FIRST_ROW_REPEATS = 3
-# The DataLoader matrix: (recipe, buffer size) on the shards as built, and the plain shuffled recipe
-# again on the same shards rewritten with other row-group sizes (None: as the export wrote them).
-LOADER_RUNS = [("shuffled", 0), ("shuffled", 256), ("shuffled", 1000), ("reshard", 256), ("reshard", 1000),
-               ("stream", 128), ("stream", 256), ("stream", 1000), ("ddp", 256), ("ddp", 1000),
-               ("mixture", 0), ("mixture", 256), ("mixture", 1000)]  # fmt: skip
-# The card's recommended streams: its `stream`, `ddp` and `mixture` snippets.
-LOADER_QUICK_RUNS = [("stream", 128), ("ddp", 256), ("mixture", 256)]
-ROW_GROUP_TARGETS_MB = (None, 8, 100)  # 8: the export's before; 100: about datasets' own default
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,133 +158,12 @@ def largest_annotation(mirror: str) -> tuple[str, str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Measuring one subprocess
+# The measurements (each in a subprocess: bench_measure.measure)
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One measured subprocess (and all its children)."""
-
-    wall_s: float
-    cpu_s: float  # user + sys of the whole tree
-    peak_rss_mb: float  # whole tree, sampled every SAMPLE_INTERVAL_S
-    peak_anon_mb: float  # whole tree, anonymous memory only (RSS minus file-backed/shared pages)
-    peak_process_mb: float  # the largest single process's own peak (VmHWM)
-    peak_process_anon_mb: float  # the largest single process's anonymous memory, sampled
-    marks: dict = field(default_factory=dict)  # seconds from start to log lines of interest
-    result: dict = field(default_factory=dict)  # what the child reported on its last stdout line
-
-
-class TreeSampler(threading.Thread):
-    """Samples RSS of a process and all its descendants until stopped."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        import psutil
-
-        self._psutil = psutil
-        self.root = psutil.Process(pid)
-        self.peak_rss = self.peak_anon = self.peak_process = self.peak_process_anon = 0
-        self._hwm: dict[int, int] = {}
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while not self._done.is_set():
-            self.sample()
-            self._done.wait(SAMPLE_INTERVAL_S)
-
-    def sample(self) -> None:
-        try:
-            processes = [self.root] + self.root.children(recursive=True)
-        except self._psutil.Error:
-            return
-        rss = anon = 0
-        for process in processes:
-            try:
-                memory = process.memory_info()
-            except self._psutil.Error:
-                continue
-            rss += memory.rss
-            anon += memory.rss - memory.shared
-            self.peak_process_anon = max(self.peak_process_anon, memory.rss - memory.shared)
-            self._hwm[process.pid] = max(self._hwm.get(process.pid, 0), _vm_hwm(process.pid), memory.rss)
-        self.peak_rss = max(self.peak_rss, rss)
-        self.peak_anon = max(self.peak_anon, anon)
-        self.peak_process = max(self._hwm.values(), default=0)
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
-def _vm_hwm(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def measure(command: list[str], label: str, marks: tuple = ()) -> Run:
-    """Run `command` to the end; raise with its stderr tail if it fails."""
-    logger.info("run %s", label)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
-    sampler = TreeSampler(process.pid)
-    sampler.start()
-    seen: dict = {}
-    stderr_tail: list[str] = []
-    reader = threading.Thread(target=_watch_stderr, args=(process.stderr, marks, started, seen, stderr_tail), daemon=True)
-    reader.start()
-    stdout = process.stdout.read().decode()
-    process.wait()
-    wall = time.perf_counter() - started
-    sampler.stop()
-    reader.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if process.returncode != 0:
-        raise RuntimeError(f"{label} failed ({process.returncode}): {' | '.join(stderr_tail[-5:])}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    last_line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
-    result = json.loads(last_line) if last_line.startswith("{") else {}
-    return Run(
-        wall, cpu, sampler.peak_rss / MB, sampler.peak_anon / MB, sampler.peak_process / MB, sampler.peak_process_anon / MB,
-        seen, result,
-    )  # fmt: skip
-
-
-def _watch_stderr(stream, marks: tuple, started: float, seen: dict, tail: list) -> None:
-    # tqdm redraws with \r, so split on both; a mark is the first time a line contains its text.
-    buffer = b""
-    while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-        if not chunk:
-            break
-        now = time.perf_counter() - started
-        buffer += chunk
-        *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
-        for line in lines:
-            text = line.decode(errors="replace").strip()
-            if text:
-                tail.append(text)
-                del tail[:-20]
-            for name, needle in marks:
-                if name not in seen and needle in text:
-                    seen[name] = now
 
 
 def child_command(*args: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), "child", *args]
-
-
-# ---------------------------------------------------------------------------------------------------
-# The measurements
-# ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -382,28 +252,6 @@ def measure_streaming(repo: str, mode: str) -> Run:
 def measure_first_rows(repo: str, mode: str, repeats: int) -> list[float]:
     """Time to the first row in `repeats` fresh processes (it is short, so one run is noisy)."""
     return [measure(child_command("stream", repo, mode, "1"), f"first row {mode}").result["first_row_s"] for _ in range(repeats)]
-
-
-def measure_loader(repo: str, recipe: str, buffer_size: int) -> Run:
-    command = [sys.executable, os.path.join(HERE, "bench_loader.py"), repo, recipe, str(buffer_size)]
-    return measure(command, f"DataLoader {recipe} buffer {buffer_size} ({os.path.basename(repo)})")
-
-
-def measure_loader_matrix(repo: str, work_dir: str, quick: bool) -> list[dict]:
-    """Per-worker figures of the recipes; in full runs also by row-group size (shuffled recipe)."""
-    import bench_loader
-
-    figures = []
-    for row_group_mb in (None,) if quick else ROW_GROUP_TARGETS_MB:
-        target = repo
-        if row_group_mb is not None:
-            target = os.path.join(work_dir, f"repo-coco-rg{row_group_mb}mb")
-            bench_loader.rewrite_row_groups(repo, target, int(row_group_mb * MB))
-        runs = LOADER_QUICK_RUNS if quick else LOADER_RUNS
-        for recipe, buffer_size in runs if row_group_mb is None else [run for run in runs if run[0] in ("shuffled", "stream")]:
-            run = measure_loader(target, recipe, buffer_size)
-            figures.append({**run.result, "row_group_mb": row_group_mb, "tree_peak_process_mb": run.peak_process_mb})
-    return figures
 
 
 def measure_startup() -> Run:
@@ -676,34 +524,7 @@ class WorkloadResult:
     passthrough: Run
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
-    loader: list = field(default_factory=list)  # per-DataLoader-worker figures (bench_loader.child_loader)
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
-    lines = ["  ".join(header.rjust(width) for header, width in zip(headers, widths))]
-    lines.append("  ".join("-" * width for width in widths))
-    lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        return f"{value:.2f}"
-    if isinstance(value, int):
-        return f"{value:,d}"
-    return str(value)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    streams: dict = field(default_factory=dict)  # the card's training streams (bench_streams.measure_streams)
 
 
 def rss_target_mb(result: WorkloadResult) -> float:
@@ -772,7 +593,7 @@ def report(results: list[WorkloadResult], startup: Run, quick: bool) -> tuple[st
                             ("arrow", "pyarrow ParquetFile.iter_batches")):
             s = r.streaming[mode]
             firsts = sorted(r.first_rows[mode])
-            rows.append([r.workload.name, label, s.result["shards"], s.result["rows"], _median(firsts), firsts[-1],
+            rows.append([r.workload.name, label, s.result["shards"], s.result["rows"], median(firsts), firsts[-1],
                          s.result["rows_per_s"], s.result["rows_per_s"] / arrow.result["rows_per_s"], s.peak_process_mb])
     out.append(table(["workload", "reader", "shards", "rows", "first row s", "(max)", "rows/s", "x arrow",
                       "peak RSS MB"], rows))
@@ -782,37 +603,14 @@ def report(results: list[WorkloadResult], startup: Run, quick: bool) -> tuple[st
     if torch_import is not None:
         out.append(f"  torch is installed, so datasets imports it with the first IterableDataset: {torch_import:.2f} s more "
                    "in a process that has not imported it yet (imported beforehand here, as a training process has).")
-    out.extend(loader_report(results))
+    for r in results:
+        if r.streams:
+            out.extend(streams_report(r.streams, r.workload.name))
     targets = evaluate_targets(results)
-    out.append("\nTargets (issue 5)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
+    out.append("\nTargets (issues 5 and 13)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
     out.append(table(["target", "workload", "figure", "limit", "met"],
                      [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
     return "\n".join(out), targets
-
-
-def loader_report(results: list[WorkloadResult]) -> list[str]:
-    out = []
-    for r in results:
-        if not r.loader:
-            continue
-        out.append(f"\nDataLoader workers ({r.workload.name}): train split, images decoded, 2 workers, batch 8, one subprocess per row")
-        rows = []
-        for f in r.loader:
-            workers = f["worker_peak_rss_mb"]
-            rows.append([
-                f["recipe"], f["buffer_size"], "as built" if f["row_group_mb"] is None else f"{f['row_group_mb']} MB",
-                f["row_groups_per_file"], f["num_shards"], f["rows"], f["rows_per_s"], f["first_batch_s"],
-                " / ".join(f"{workers[w]:.0f}" for w in sorted(workers)), f["parent_rss_mb"], f["rank_correlation"],
-                f["shards_per_256_rows"],
-            ])  # fmt: skip
-        out.append(table(
-            ["recipe", "buffer", "row groups", "groups/file", "shards", "rows", "rows/s", "first batch s",
-             "peak RSS per worker MB", "parent MB", "rank corr", "shards/256 rows"],
-            rows,
-        ))  # fmt: skip
-        out.append("  peak RSS per worker = each worker's VmHWM (read in the worker); parent MB = the main process's RSS")
-        out.append("  when the loader starts. rank corr = Spearman between stream and file order (0: no trace of it).")
-    return out
 
 
 def evaluate_targets(results: list[WorkloadResult]) -> list[dict]:
@@ -839,9 +637,11 @@ def evaluate_targets(results: list[WorkloadResult]) -> list[dict]:
                     add("image-heavy build rows/s (num_proc 1)", r.workload.name, b.rows_per_s, IMAGE_HEAVY_MIN_ROWS_PER_S,
                         b.rows_per_s >= IMAGE_HEAVY_MIN_ROWS_PER_S)
         for mode in ("decoded", "raw"):
-            first = _median(r.first_rows[mode])
+            first = median(r.first_rows[mode])
             add(f"streaming time to first row, s ({mode}, median)", r.workload.name, first, FIRST_ROW_MAX_S,
                 first < FIRST_ROW_MAX_S)
+        if r.streams:
+            streams_targets(r.streams, r.workload.name, add)
     return targets
 
 
@@ -867,7 +667,7 @@ def to_json(results: list[WorkloadResult], startup: Run, targets: list[dict], ar
                 "passthrough": asdict(r.passthrough),
                 "streaming": {mode: asdict(run) for mode, run in r.streaming.items()},
                 "first_row_s": r.first_rows,
-                "loader": r.loader,
+                "streams": r.streams,
             }
             for r in results
         ],
@@ -894,8 +694,8 @@ def run_workload(workload: Workload, args) -> WorkloadResult:
     # A quick run only shows that the path runs: one fresh process per mode is enough.
     repeats = 1 if args.quick else FIRST_ROW_REPEATS
     first_rows = {mode: measure_first_rows(repo, mode, repeats) for mode in STREAM_MODES}
-    loader = measure_loader_matrix(repo, args.work_dir, args.quick) if workload.name == "coco" else []
-    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, loader)
+    streams = measure_streams(repo, args.work_dir, args.quick) if workload.name == "coco" else {}
+    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, streams)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

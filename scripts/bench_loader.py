@@ -1,20 +1,25 @@
-"""Per-DataLoader-worker figures of the card's training streams, for scripts/bench.py.
+"""The card's training streams through DataLoader workers, one recipe per subprocess, for
+scripts/bench.py (scripts/bench_streams.py runs the matrix and prints it).
 
 A training node runs many DataLoader workers, so what one worker holds decides how much RAM the
-data path takes. For each recipe the card recommends (the code is the README's own snippets, run
-as they are; "shuffled" and "reshard" are the plain alternatives) and each shuffle buffer size, one child process streams the train split of a built
-repository through `DataLoader(num_workers=2)` with images decoded and reports:
-  peak RSS of every worker   VmHWM from /proc/self/status, read inside the worker by the collate
-                             function (it runs there) after each batch, so the last value is the peak;
-  parent RSS at the start    what a forked worker starts with (its VmHWM includes it);
-  rows/s, first batch        from `iter(loader)`;
-  shuffle quality            the rank correlation between a row's position in the stream and its
-                             position in file order (0: no trace of file order), and how many shard
-                             files 256 consecutive rows come from (higher: better mixed).
-Row-group sizes are compared by rewriting the same shards with pyarrow (`rewrite_row_groups`).
+data path takes. The recipes are the README's own snippets, run as they are (`stream`, `ddp`,
+`mixture`), and datasets' plain `shuffle(seed, buffer_size)` ("shuffled", `reshard` first for
+"reshard"). Three measurements, each in a fresh process:
+  loader     the train split through `DataLoader(num_workers=2)`, images decoded: peak RSS of every
+             worker (VmHWM from /proc/self/status, read inside the worker by the collate function
+             after each batch, so the last value is the peak), the parent's RSS when the workers
+             fork (their VmHWM includes it), rows/s, rows per CPU-second, time to the first batch,
+             and the shuffle quality of that one pass;
+  first-row  seconds from `iter(loader)` to the first row (batch size 1, image decoded): the wait
+             before training starts, paid again by every worker at every epoch;
+  quality    the order of the row ids only (images are not read), for several seeds: the rank
+             correlation between a row's position in the stream and in file order (0: no trace of
+             file order) and how many shard files 256 consecutive rows come from (higher: better mixed).
+Layouts are compared by rewriting the same rows: other row-group sizes (`rewrite_row_groups`) and the
+export as issue 13 found it, 8 shards of one row group each (`rewrite_as_filed`).
 
 The cheapest measurement of one recipe, on a build the benchmark kept (`scripts/bench.py --keep`):
-    python scripts/bench_loader.py /tmp/arr_coc_bench/repo-coco-np1 stream 128
+    python scripts/bench_loader.py loader /tmp/arr_coc_bench/repo-coco-np1 stream 64
 """
 
 import json
@@ -207,5 +212,84 @@ def rewrite_row_groups(source_repo: str, target_repo: str, row_group_bytes: int)
         pq.write_table(table, target, row_group_size=rows, write_page_index=True)
 
 
-if __name__ == "__main__":  # python scripts/bench_loader.py REPO RECIPE BUFFER [MAX_ROWS]
-    print(json.dumps(child_loader(*sys.argv[1:])))
+def rewrite_as_filed(source_repo: str, target_repo: str, num_shards: int = 8) -> None:
+    """A copy of a built repository laid out as the export wrote it when issue 13 was filed: every
+    split of `full` in `num_shards` files of one row group each, sources mixed in file order, and a
+    card with the `full` config only (the per-source globs match no file here). Today's recipe on
+    this layout is the baseline the recipes are measured against."""
+    import glob
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    shutil.rmtree(target_repo, ignore_errors=True)
+    shutil.copytree(source_repo, target_repo, ignore=shutil.ignore_patterns("*.parquet"))
+    for split in ("train", "validation"):
+        files = sorted(glob.glob(os.path.join(source_repo, "data", "full", f"{split}-*.parquet")))
+        if not files:
+            continue
+        table = pa.concat_tables([pq.read_table(path) for path in files])
+        rows_per_shard = -(-table.num_rows // num_shards)
+        for index in range(num_shards):
+            part = table.slice(index * rows_per_shard, rows_per_shard)
+            name = f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+            pq.write_table(part, os.path.join(target_repo, "data", "full", name), row_group_size=max(1, part.num_rows),
+                           write_page_index=True)  # fmt: skip
+    card_path = os.path.join(target_repo, "README.md")
+    card = DatasetCard.load(card_path)
+    data = card.data.to_dict()
+    data["configs"] = [entry for entry in data["configs"] if entry["config_name"] == "full"]
+    data["dataset_info"] = [entry for entry in data["dataset_info"] if entry["config_name"] == "full"]
+    card.data = DatasetCardData(**data)
+    card.save(card_path)
+
+
+def child_first_row(repo: str, recipe: str, buffer_size: str) -> dict:
+    """Seconds from `iter(loader)` to the first row out of a 2-worker DataLoader, image decoded."""
+    import torch  # noqa: F401 - a training process has imported it long before it streams
+    import datasets
+    from torch.utils.data import DataLoader
+
+    datasets.disable_progress_bars()
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
+    stream = recipe_stream(recipe, repo, int(buffer_size))
+    loader = DataLoader(stream, batch_size=1, num_workers=NUM_WORKERS, collate_fn=collate_with_peak)
+    started = time.perf_counter()
+    batches = iter(loader)
+    next(batches)
+    seconds = time.perf_counter() - started
+    del batches
+    return {"recipe": recipe, "buffer_size": int(buffer_size), "first_row_s": seconds}
+
+
+def child_quality(repo: str, recipe: str, buffer_size: str, seeds: str) -> dict:
+    """Shuffle quality over seeds 0..seeds-1: each pass through 2 DataLoader workers, ids only (the
+    order does not depend on the columns read)."""
+    import torch  # noqa: F401
+    import datasets
+    from torch.utils.data import DataLoader
+
+    datasets.disable_progress_bars()
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
+    positions, _ = file_order(repo)
+    correlations, windows = [], []
+    for seed in range(int(seeds)):
+        stream = recipe_stream(recipe, repo, int(buffer_size), seed=seed).select_columns(["id"])
+        loader = DataLoader(stream, batch_size=64, num_workers=NUM_WORKERS, collate_fn=_ids)
+        ids = [row_id for batch in loader for row_id in batch]
+        correlations.append(rank_correlation(list(range(len(ids))), [positions[row_id][0] for row_id in ids]))
+        windows.append(shards_per_window([positions[row_id][1] for row_id in ids]))
+    return {"recipe": recipe, "buffer_size": int(buffer_size), "seeds": int(seeds), "rank_correlations": correlations,
+            "shards_per_256_rows": windows}  # fmt: skip
+
+
+def _ids(batch: list[dict]) -> list[str]:
+    return [row["id"] for row in batch]
+
+
+CHILDREN = {"loader": child_loader, "first-row": child_first_row, "quality": child_quality}
+
+if __name__ == "__main__":  # python scripts/bench_loader.py loader|first-row|quality REPO RECIPE BUFFER [MAX_ROWS | SEEDS]
+    print(json.dumps(CHILDREN[sys.argv[1]](*sys.argv[2:])))

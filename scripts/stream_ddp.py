@@ -8,8 +8,8 @@
     python scripts/stream_ddp.py --repo REPO_DIR_OR_HUB_ID --config small     # one process, no torchrun
 
 Each rank runs the pipeline a training script would:
-    load_dataset(repo, config, split, streaming=True) -> [shuffle(seed, buffer_size)]
-    -> split_dataset_by_node(rank, world_size) -> set_epoch(e) -> DataLoader(num_workers)
+    load_dataset(repo, config, split, streaming=True) -> [reshard() -> shuffle(seed, buffer_size, max_buffer_input_shards=2)]
+    -> split_dataset_by_node(rank, world_size[, strategy="shards" when shuffled]) -> set_epoch(e) -> DataLoader(num_workers)
 and logs its row count, time to first batch and rows/s. With `--mixture` the stream is instead the
 card's weighted mixture of the per-source configs (`mixture_stream`, the README's `mixture` snippet)
 and each rank also logs its share of rows per source against the weights. Under torch.distributed (gloo: only
@@ -56,11 +56,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.mixture:
             dataset, num_shards, expected_rows = load_mixture(args, rank, world_size)
-            check_shard_rule(num_shards, world_size, args.num_workers, rank)
+            check_shard_rule(num_shards, world_size, args.num_workers, rank, whole_shards=True)
         else:
             source = load_split(args)
-            check_shard_rule(source.num_shards, world_size, args.num_workers, rank)
-            dataset = split_dataset_by_node(source, rank=rank, world_size=world_size)
+            # Shuffled as the card's `ddp` snippet: row-group shards, split whole among the ranks.
+            strategy = "shards" if args.shuffle_buffer else "auto"
+            check_shard_rule(source.num_shards, world_size, args.num_workers, rank, whole_shards=strategy == "shards")
+            dataset = split_dataset_by_node(source, rank=rank, world_size=world_size, strategy=strategy)
             expected_rows = split_rows(source, args.split)
         ok = True
         for epoch in range(args.epochs):
@@ -125,27 +127,29 @@ def load_split(args: argparse.Namespace) -> datasets.IterableDataset:
     if args.no_decode:
         dataset = dataset.decode(False)
     if args.shuffle_buffer:
-        # The same seed on every rank: all ranks must agree on the shuffled shard order to split it.
-        dataset = dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer)
+        # As the card's `ddp` snippet. The same seed on every rank: all ranks must agree on the
+        # shuffled shard order to split it.
+        dataset = dataset.reshard().shuffle(seed=args.seed, buffer_size=args.shuffle_buffer, max_buffer_input_shards=2)
     return dataset
 
 
-def mixture_stream(repo, weights, seed, rank=0, world_size=1, split="train", buffer_size=1000,
+def mixture_stream(repo, weights, seed, rank=0, world_size=1, split="train", buffer_size=64,
                    stopping_strategy="all_exhausted"):
     """One streamed mixture of the per-source configs: each row comes from source `s` with probability
-    weights[s] / sum(weights.values()), drawn with `seed`; shuffled through one buffer of rows (0: no
-    shuffle); this rank's part when world_size > 1. The same seed on every rank."""
+    weights[s] / sum(weights.values()), drawn with `seed`. Every source is read by Parquet row group,
+    in a new order every epoch, and the mixed rows go through one small buffer (0: no shuffle); this
+    rank's whole row groups when world_size > 1. The same seed on every rank."""
     sources = sorted(source for source, weight in weights.items() if weight > 0)  # one order everywhere
     total = sum(weights[source] for source in sources)
-    streams = [load_dataset(repo, source, split=split, streaming=True) for source in sources]
+    streams = [load_dataset(repo, source, split=split, streaming=True).reshard() for source in sources]
     mixture = interleave_datasets(
         streams, probabilities=[weights[source] / total for source in sources], seed=seed,
         stopping_strategy=stopping_strategy,
     )
-    if buffer_size:
-        mixture = mixture.shuffle(seed=seed, buffer_size=buffer_size)  # one buffer, after mixing
+    if buffer_size:  # one buffer, after mixing; it is already fed from one row group of every source
+        mixture = mixture.shuffle(seed=seed, buffer_size=buffer_size, max_buffer_input_shards=1)
     if world_size > 1:
-        mixture = split_dataset_by_node(mixture, rank=rank, world_size=world_size)
+        mixture = split_dataset_by_node(mixture, rank=rank, world_size=world_size, strategy="shards")
     return mixture
 
 
@@ -169,11 +173,15 @@ def load_mixture(args: argparse.Namespace, rank: int, world_size: int) -> tuple[
     return dataset, num_shards, expected_rows
 
 
-def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: int) -> None:
-    """Warn (once, on rank 0) when shards cannot keep every rank and worker busy."""
+def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: int, whole_shards: bool = False) -> None:
+    """Warn (once, on rank 0) when shards cannot keep every rank and worker busy. `whole_shards`:
+    the split gives every rank whole shards even when they do not divide (strategy="shards")."""
     if rank != 0:
         return
-    if num_shards % world_size:
+    if num_shards < world_size:
+        logger.warning("%d shards for %d ranks: %d ranks get no shard", num_shards, world_size, world_size - num_shards)
+        return
+    if num_shards % world_size and not whole_shards:
         logger.warning(
             "%d shards do not divide among %d ranks: every rank reads every shard and keeps 1 row in %d",
             num_shards,
@@ -184,7 +192,8 @@ def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: i
     per_rank = num_shards // world_size
     if num_workers > per_rank:
         logger.warning("%d shards per rank for %d workers: %d workers per rank stay idle", per_rank, num_workers, num_workers - per_rank)
-    logger.info("%d shards, %d per rank, %d DataLoader workers per rank", num_shards, per_rank, num_workers)
+    spread = f"{per_rank}" if num_shards % world_size == 0 else f"{per_rank}-{per_rank + 1}"
+    logger.info("%d shards, %s per rank, %d DataLoader workers per rank", num_shards, spread, num_workers)
 
 
 def split_rows(dataset: datasets.IterableDataset, split: str) -> Optional[int]:

@@ -12,7 +12,8 @@ import sys
 from helpers import ROOT
 
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
-TABLES = ("Workloads", "Build:", "Build memory", "Baselines", "Build against the baselines", "Streaming", "DataLoader workers", "Targets")
+TABLES = ("Workloads", "Build:", "Build memory", "Baselines", "Build against the baselines", "Streaming", "DataLoader workers",
+          "Time to the first row", "Shuffle quality", "Targets")
 
 
 def measured(value) -> bool:
@@ -43,13 +44,30 @@ def test_quick_benchmark_runs_and_prints_every_table(tmp_path):
         streamed = {mode: run["result"]["rows"] for mode, run in workload["streaming"].items()}
         assert set(streamed) == {"decoded", "raw", "arrow"} and len(set(streamed.values())) == 1
         assert all(measured(first) for firsts in workload["first_row_s"].values() for first in firsts)
-    # The card's recipes, each through 2 DataLoader workers, with every worker's own peak RSS.
+    # The card's recipes, each through 2 DataLoader workers, with every worker's own peak RSS, against
+    # today's recipe on the layout issue 13 found (8 shards of one row group).
     [coco] = [workload for workload in figures["workloads"] if workload["workload"]["name"] == "coco"]
-    assert [(run["recipe"], run["buffer_size"]) for run in coco["loader"]] == [("stream", 128), ("ddp", 256), ("mixture", 256)]
-    for run in coco["loader"]:
+    streams = coco["streams"]
+    assert [(run["recipe"], run["buffer_size"], run["layout"]) for run in streams["loader"]] == [
+        ("shuffled", 1000, "as filed"), ("stream", 64, "as built"), ("ddp", 64, "as built"), ("mixture", 64, "as built")]
+    baseline, recommended = streams["loader"][0], streams["loader"][1]
+    assert baseline["num_shards"] == 8 and baseline["row_groups_per_file"] == 1
+    assert recommended["num_shards"] > baseline["num_shards"]  # reshard(): one shard per row group
+    for run in streams["loader"]:
         assert sorted(run["worker_peak_rss_mb"]) == ["0", "1"] and all(map(measured, run["worker_peak_rss_mb"].values()))
-        assert run["rows"] > 0 and measured(run["rows_per_s"]) and measured(run["first_batch_s"]) and measured(run["parent_rss_mb"])
+        assert run["rows"] > 0 and measured(run["rows_per_s"]) and measured(run["rows_per_cpu_s"])
+        assert measured(run["first_batch_s"]) and measured(run["parent_rss_mb"])
         assert -1 <= run["rank_correlation"] <= 1
+    assert len({run["rows"] for run in streams["loader"] if run["recipe"] != "mixture"}) == 1  # every row, every recipe
+    assert [(run["recipe"], run["layout"]) for run in streams["first_row"]] == [
+        ("shuffled", "as filed"), ("stream", "as built"), ("ddp", "as built"), ("mixture", "as built")]
+    assert all(run["seconds"] and all(map(measured, run["seconds"])) for run in streams["first_row"])
+    assert [(run["recipe"], run["seeds"]) for run in streams["quality"]] == [("shuffled", 2), ("stream", 2)]
+    for run in streams["quality"]:
+        assert len(run["rank_correlations"]) == 2 and all(-1 <= c <= 1 for c in run["rank_correlations"])
+    assert run["rank_correlations"][0] != run["rank_correlations"][1]  # each seed is its own order
+    targets = {target["target"] for target in figures["targets"]}
+    assert {"stream snippet: peak RSS per worker, MB", "stream snippet: time to first row, s (median)"} <= targets
     assert figures["targets"] and all(isinstance(target["met"], bool) for target in figures["targets"])
 
 
