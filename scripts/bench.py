@@ -25,12 +25,15 @@ Wall time, CPU time (user+sys of the whole process tree, from the kernel's accou
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
 recorded for every run. The figures are printed as tables with the targets of issues 5 and 13; nothing is
 asserted: `--quick` (small sizes, for CI) only shows that every measurement path runs.
+
+This file holds the workloads, the measurements and the command line; its parts: scripts/bench_measure.py
+(measuring one subprocess, tables), scripts/bench_children.py (the child processes, run as
+`bench.py child <name> ...`), scripts/bench_report.py (tables, targets, JSON), scripts/bench_streams.py and
+scripts/bench_loader.py (the DataLoader streams).
 """
 
 import argparse
-import gc
 import glob
-import io
 import json
 import logging
 import os
@@ -38,11 +41,13 @@ import shutil
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
-from bench_measure import MB, Run, measure, median, table
-from bench_streams import measure_streams, streams_report, streams_targets
+from bench_children import CHILDREN
+from bench_measure import MB, Run, measure
+from bench_report import report, to_json
+from bench_streams import measure_streams
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -51,15 +56,7 @@ sys.path.insert(0, HERE)
 
 logger = logging.getLogger("bench")
 
-SPLITS = ("train", "validation")
-SOURCE_ORDER = ("vqav2", "gqa", "okvqa", "coco")
 IMAGE_ARCHIVES = ("images.zip", "train2014.zip", "val2014.zip")
-VQA_SUFFIX = "\nAnswer the question using a single word or phrase."
-# Issue 5's targets, per process on a 2-core machine.
-RSS_BASE_MB = 300
-BUILD_OVER_PASSTHROUGH_MAX = 1.5
-IMAGE_HEAVY_MIN_ROWS_PER_S = 600
-FIRST_ROW_MAX_S = 0.5
 STREAM_MODES = ("decoded", "raw", "arrow")
 FIRST_ROW_REPEATS = 3
 
@@ -258,261 +255,6 @@ def measure_startup() -> Run:
     return measure(child_command("startup"), "startup (interpreter + imports of build.py)")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Children: each runs in its own process and prints its figures as one JSON line
-# ---------------------------------------------------------------------------------------------------
-
-
-def child_startup() -> dict:
-    started = time.perf_counter()
-    import build  # noqa: F401  (datasets, pyarrow, the builder: what every build pays before work)
-
-    return {"import_s": time.perf_counter() - started}
-
-
-def child_json_load(archive: str, member: str) -> dict:
-    """The naive approach: the whole annotation file as Python objects."""
-    started = time.perf_counter()
-    with zipfile.ZipFile(archive) as handle, handle.open(member) as stream:
-        document = json.load(stream)
-    elapsed = time.perf_counter() - started
-    size = zipfile.ZipFile(archive).getinfo(member).file_size
-    return {"member": member, "bytes": size, "load_s": elapsed, "top_level_keys": len(document)}
-
-
-def child_passthrough(mirror: str, out_dir: str, sources: str) -> dict:
-    """The speed limit: what a build must do at least, with nothing in between.
-
-    Every annotation member is parsed with `json.loads` with the collector off (the fastest stdlib
-    parse, and memory is no concern here); each image member is read, decode-checked once (the same
-    reduced-size decode the builder does, shared images checked once) and its bytes written with
-    pyarrow directly, with the text columns, one Parquet file per split.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from arr_coc import sources as source_files
-
-    gc.disable()
-    started = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
-    rows = 0
-    for split in SPLITS:
-        checked: dict = {}  # member -> (width, height) or None: shared images are decoded once
-        writer = None
-        batch: list[dict] = []
-        batch_bytes = 0
-        path = os.path.join(out_dir, f"{split}.parquet")
-        for source in SOURCE_ORDER:
-            if source not in sources.split(","):
-                continue
-            files = source_files.source_files(source, split)
-            with zipfile.ZipFile(os.path.join(mirror, files.image_archive)) as images:
-                for row in _passthrough_rows(mirror, source, split, files):
-                    member = f"{files.image_folder}/{row['file_name']}"
-                    try:
-                        data = images.read(member)
-                    except (KeyError, zipfile.BadZipFile):
-                        continue
-                    if member not in checked:
-                        checked[member] = _decode_check(data)
-                    if checked[member] is None:
-                        continue
-                    batch.append({"id": row["id"], "image": {"bytes": data, "path": row["file_name"]},
-                                  "conversations": row["conversations"], "answers": row["answers"]})
-                    batch_bytes += len(data)
-                    if batch_bytes > 100 * MB:  # datasets' own row-group target
-                        writer = _write_batch(pa, pq, writer, path, batch)
-                        rows += len(batch)
-                        batch, batch_bytes = [], 0
-        if batch:
-            writer = _write_batch(pa, pq, writer, path, batch)
-            rows += len(batch)
-        if writer is not None:
-            writer.close()
-    return {"rows": rows, "elapsed_s": time.perf_counter() - started}
-
-
-_PASSTHROUGH_SCHEMA = None
-_TEXT_LEAVES = ["id", "image.path", "conversations.list.element.role", "conversations.list.element.content",
-                "answers.list.element.list.element"]
-
-
-def _write_batch(pa, pq, writer, path: str, batch: list[dict]):
-    global _PASSTHROUGH_SCHEMA
-    if _PASSTHROUGH_SCHEMA is None:
-        turn = pa.struct([("role", pa.string()), ("content", pa.string())])
-        _PASSTHROUGH_SCHEMA = pa.schema(
-            [
-                ("id", pa.string()),
-                ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                ("conversations", pa.list_(turn)),
-                ("answers", pa.list_(pa.list_(pa.string()))),
-            ]
-        )
-    table = pa.Table.from_pylist(batch, schema=_PASSTHROUGH_SCHEMA)
-    if writer is None:
-        # The obvious settings for JPEG bytes, as datasets' writer uses: no compression, no dictionary,
-        # PLAIN; snappy and dictionaries for the text.
-        writer = pq.ParquetWriter(
-            path,
-            _PASSTHROUGH_SCHEMA,
-            compression={name: "none" if name == "image.bytes" else "snappy" for name in _TEXT_LEAVES + ["image.bytes"]},
-            use_dictionary=_TEXT_LEAVES,
-            column_encoding={"image.bytes": "PLAIN"},
-        )
-    writer.write_table(table)
-    return writer
-
-
-def _decode_check(data: bytes) -> Optional[tuple]:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if image.format == "JPEG":
-                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except Exception:  # noqa: BLE001 - any failure is a corrupt image here
-        return None
-    return width, height
-
-
-def _read_json(archive: str, member: str):
-    with zipfile.ZipFile(archive) as handle:
-        if member not in handle.namelist():  # GQA: the member may sit in a folder
-            member = next(name for name in handle.namelist() if name.rsplit("/", 1)[-1] == member)
-        return json.loads(handle.read(member))
-
-
-def _passthrough_rows(mirror: str, source: str, split: str, files):
-    """Rows as dicts of plain text, one per image, grouped the simplest way."""
-    original = source_files_original(source, split)
-    if source == "coco":
-        document = _read_json(os.path.join(mirror, files.questions.archive), files.questions.member)
-        names = {str(image["id"]): image["file_name"] for image in document["images"]}
-        captions: dict = {}
-        for caption in document["annotations"]:
-            captions.setdefault(str(caption["image_id"]), []).append(" ".join(caption["caption"].split()))
-        for image_id, texts in captions.items():
-            file_name = names.get(image_id) or f"COCO_{original}_{int(image_id):012d}.jpg"
-            conversations = [{"role": "user", "content": "Describe this image."}, {"role": "assistant", "content": texts[0]}]
-            yield {"id": f"coco/{original}/{image_id}/0", "file_name": file_name, "conversations": conversations, "answers": [texts]}
-        return
-    per_image: dict = {}
-    if source == "gqa":
-        document = _read_json(os.path.join(mirror, files.questions.archive), files.questions.member)
-        for question_id, record in document.items():
-            if "answer" in record:
-                per_image.setdefault(record["imageId"], []).append((question_id, record["question"], record["answer"], [record["answer"]]))
-        file_name = "{}.jpg".format
-    else:
-        questions = _read_json(os.path.join(mirror, files.questions.archive), files.questions.member)["questions"]
-        annotations = _read_json(os.path.join(mirror, files.annotations.archive), files.annotations.member)["annotations"]
-        answers = {annotation["question_id"]: annotation for annotation in annotations}
-        for question in questions:
-            annotation = answers.get(question["question_id"])
-            if annotation is not None:
-                texts = [answer["answer"] for answer in annotation["answers"]]
-                answer = annotation.get("multiple_choice_answer") or max(texts, key=texts.count)
-                per_image.setdefault(str(question["image_id"]), []).append((str(question["question_id"]), question["question"], answer, texts))
-
-        def file_name(image_id):
-            return f"COCO_{original}_{int(image_id):012d}.jpg"
-
-    for image_id, turns in per_image.items():
-        conversations = []
-        for _, question, answer, _ in turns:
-            conversations.append({"role": "user", "content": question + VQA_SUFFIX})
-            conversations.append({"role": "assistant", "content": answer})
-        yield {"id": f"{source}/{original}/{image_id}/0", "file_name": file_name(image_id),
-               "conversations": conversations, "answers": [turn[3] for turn in turns]}
-
-
-def source_files_original(source: str, split: str) -> str:
-    from arr_coc.sources import ORIGINAL_SPLITS
-
-    return ORIGINAL_SPLITS[source][split]
-
-
-def child_stream(repo: str, mode: str, rows_wanted: str = "all") -> dict:
-    """Rows/s and time to the first row over the train split's shards.
-
-    mode: "decoded" (PIL images, as `load_dataset` gives them), "raw" (`.decode(False)`: bytes), or
-    "arrow" (pyarrow `ParquetFile.iter_batches` over the same files: the ceiling). rows_wanted "1"
-    stops at the first row. The clock starts at `load_dataset`, after the imports: datasets imports
-    torch when it makes an IterableDataset, which a training process has done long before, so torch
-    is imported first and its import time is reported on its own.
-    """
-    files = sorted(glob.glob(os.path.join(repo, "data", "full", "train-*.parquet")))
-    limit = None if rows_wanted == "all" else int(rows_wanted)
-    if mode == "arrow":
-        import pyarrow.parquet as pq
-
-        started = time.perf_counter()
-        first, rows = None, 0
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches():
-                if first is None:
-                    first = time.perf_counter() - started
-                rows += batch.num_rows
-                if limit is not None and rows >= limit:
-                    break
-            if limit is not None and rows >= limit:
-                break
-        return _stream_result(rows, first, time.perf_counter() - started, len(files), None)
-    torch_import_s = _import_torch()
-    import datasets
-
-    datasets.disable_progress_bars()
-    started = time.perf_counter()
-    stream = datasets.load_dataset(repo, "full", split="train", streaming=True)
-    if mode == "raw":
-        stream = stream.decode(False)
-    first, rows = None, 0
-    for row in stream:
-        if first is None:
-            first = time.perf_counter() - started
-        rows += 1
-        if limit is not None and rows >= limit:
-            break
-    return _stream_result(rows, first, time.perf_counter() - started, len(files), torch_import_s)
-
-
-def _import_torch() -> Optional[float]:
-    started = time.perf_counter()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return None
-    return time.perf_counter() - started
-
-
-def _stream_result(rows: int, first: Optional[float], total: float, shards: int, torch_import_s: Optional[float]) -> dict:
-    return {
-        "rows": rows,
-        "first_row_s": first,
-        "total_s": total,
-        "rows_per_s": rows / total if total else 0.0,
-        "shards": shards,
-        "torch_import_s": torch_import_s,
-    }
-
-
-CHILDREN = {
-    "startup": child_startup,
-    "json-load": child_json_load,
-    "passthrough": child_passthrough,
-    "stream": child_stream,
-}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------------
-
-
 @dataclass
 class WorkloadResult:
     workload: Workload
@@ -525,154 +267,6 @@ class WorkloadResult:
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
     streams: dict = field(default_factory=dict)  # the card's training streams (bench_streams.measure_streams)
-
-
-def rss_target_mb(result: WorkloadResult) -> float:
-    return RSS_BASE_MB + result.annotation_mb / 2
-
-
-def report(results: list[WorkloadResult], startup: Run, quick: bool) -> tuple[str, list[dict]]:
-    out = []
-    out.append("Workloads")
-    out.append(table(
-        ["workload", "description", "largest annotation file", "MB", "generated in s"],
-        [[r.workload.name, r.workload.description, r.annotation_member, r.annotation_mb,
-          "reused" if r.generate_s is None else r.generate_s] for r in results],
-    ))  # fmt: skip
-    out.append(f"\nStartup of every build (interpreter + imports of build.py): {startup.result['import_s']:.2f} s "
-               f"in-process, {startup.wall_s:.2f} s wall, {startup.peak_process_mb:.0f} MB RSS")
-    out.append("\nBuild: scripts/build.py --config full (builder + Parquet export), one subprocess per row")
-    rows = []
-    for r in results:
-        for b in r.builds:
-            rows.append([
-                r.workload.name, b.num_proc, b.rows, b.questions, b.image_mb, b.run.wall_s, b.prepare_s, b.export_s,
-                b.rows_per_s, b.questions_per_s, b.image_mb_per_s, b.run.cpu_s,
-            ])  # fmt: skip
-    out.append(table(
-        ["workload", "num_proc", "rows", "questions", "image MB", "wall s", "prepare s", "export s", "rows/s", "q/s",
-         "img MB/s", "CPU s"],
-        rows,
-    ))  # fmt: skip
-    out.append("  prepare s = start to the end of download_and_prepare (startup included); export s = the rest.")
-    out.append("\nBuild memory, MB")
-    rows = []
-    for r in results:
-        for b in r.builds:
-            rows.append([r.workload.name, b.num_proc, b.run.peak_rss_mb, b.run.peak_anon_mb, b.run.peak_process_mb,
-                         b.run.peak_process_anon_mb, rss_target_mb(r)])
-    out.append(table(["workload", "num_proc", "RSS tree", "anon tree", "RSS max process", "anon max process", "target"],
-                     rows))
-    out.append("  tree = all processes summed (sampled every 20 ms); max process = the largest single process (RSS: its")
-    out.append("  VmHWM); anon = without file-backed pages: the export reads the memory-mapped Arrow cache, whose pages")
-    out.append("  count in RSS while mapped (clean page cache that the kernel drops under pressure).")
-    out.append("\nBaselines, each in its own subprocess")
-    rows = []
-    for r in results:
-        j, p = r.json_load, r.passthrough
-        rows.append([r.workload.name, "json.load of " + r.annotation_member, j.wall_s, r.annotation_mb / j.result["load_s"],
-                     j.cpu_s, j.peak_process_mb, j.peak_process_mb / r.annotation_mb, None])
-        rows.append([r.workload.name, "passthrough (json.loads, decode-check once, pyarrow)", p.wall_s, None, p.cpu_s,
-                     p.peak_process_mb, None, p.result["rows"] / p.wall_s])
-    out.append(table(["workload", "baseline", "wall s", "parse MB/s", "CPU s", "peak RSS MB", "x file", "rows/s"], rows))
-    out.append("\nBuild against the baselines (num_proc 1 = one process; num_proc 2: per-process peak)")
-    rows = []
-    for r in results:
-        for b in r.builds:
-            rows.append([r.workload.name, b.num_proc, b.run.wall_s / r.passthrough.wall_s,
-                         b.run.cpu_s / r.passthrough.cpu_s, b.run.peak_process_mb / r.json_load.peak_process_mb,
-                         b.run.peak_process_anon_mb / r.json_load.peak_process_mb, b.run.peak_process_mb / r.annotation_mb])
-    out.append(table(["workload", "num_proc", "wall / passthrough", "CPU / passthrough", "peak RSS / json.load",
-                      "anon / json.load", "peak RSS / file"], rows))
-    out.append("\nStreaming the built train shards (num_proc 1 build), local files, one subprocess per row")
-    rows = []
-    for r in results:
-        arrow = r.streaming["arrow"]
-        for mode, label in (("decoded", "load_dataset streaming, images decoded"),
-                            ("raw", "load_dataset streaming, .decode(False)"),
-                            ("arrow", "pyarrow ParquetFile.iter_batches")):
-            s = r.streaming[mode]
-            firsts = sorted(r.first_rows[mode])
-            rows.append([r.workload.name, label, s.result["shards"], s.result["rows"], median(firsts), firsts[-1],
-                         s.result["rows_per_s"], s.result["rows_per_s"] / arrow.result["rows_per_s"], s.peak_process_mb])
-    out.append(table(["workload", "reader", "shards", "rows", "first row s", "(max)", "rows/s", "x arrow",
-                      "peak RSS MB"], rows))
-    torch_import = next((r.streaming["decoded"].result["torch_import_s"] for r in results), None)
-    out.append(f"  first row = median of {len(results[0].first_rows['decoded']) if results else 0} fresh processes, from load_dataset (after the imports) to the "
-               "first row; rows/s over the whole split.")
-    if torch_import is not None:
-        out.append(f"  torch is installed, so datasets imports it with the first IterableDataset: {torch_import:.2f} s more "
-                   "in a process that has not imported it yet (imported beforehand here, as a training process has).")
-    for r in results:
-        if r.streams:
-            out.extend(streams_report(r.streams, r.workload.name))
-    targets = evaluate_targets(results)
-    out.append("\nTargets (issues 5 and 13)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
-    out.append(table(["target", "workload", "figure", "limit", "met"],
-                     [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
-    return "\n".join(out), targets
-
-
-def evaluate_targets(results: list[WorkloadResult]) -> list[dict]:
-    targets = []
-
-    def add(target, workload, figure, limit, met):
-        targets.append({"target": target, "workload": workload, "figure": round(figure, 3), "limit": round(limit, 3), "met": met})
-
-    for r in results:
-        limit = rss_target_mb(r)
-        for b in r.builds:
-            add(f"build peak RSS per process, MB (num_proc {b.num_proc})", r.workload.name, b.run.peak_process_mb, limit,
-                b.run.peak_process_mb <= limit)
-            # The same limit without the file-backed pages of the memory-mapped Arrow cache, which
-            # the export reads through (clean page cache the kernel drops under pressure).
-            add(f"  same, anonymous memory only (num_proc {b.num_proc})", r.workload.name, b.run.peak_process_anon_mb, limit,
-                b.run.peak_process_anon_mb <= limit)
-        for b in r.builds:
-            if b.num_proc == 1:
-                ratio = b.run.wall_s / r.passthrough.wall_s
-                add("build time / passthrough (num_proc 1)", r.workload.name, ratio, BUILD_OVER_PASSTHROUGH_MAX,
-                    ratio <= BUILD_OVER_PASSTHROUGH_MAX)
-                if r.workload.name == "coco":
-                    add("image-heavy build rows/s (num_proc 1)", r.workload.name, b.rows_per_s, IMAGE_HEAVY_MIN_ROWS_PER_S,
-                        b.rows_per_s >= IMAGE_HEAVY_MIN_ROWS_PER_S)
-        for mode in ("decoded", "raw"):
-            first = median(r.first_rows[mode])
-            add(f"streaming time to first row, s ({mode}, median)", r.workload.name, first, FIRST_ROW_MAX_S,
-                first < FIRST_ROW_MAX_S)
-        if r.streams:
-            streams_targets(r.streams, r.workload.name, add)
-    return targets
-
-
-def to_json(results: list[WorkloadResult], startup: Run, targets: list[dict], args) -> dict:
-    def build_dict(b: BuildFigures) -> dict:
-        figures = asdict(b)
-        figures.update(rows_per_s=b.rows_per_s, questions_per_s=b.questions_per_s, image_mb_per_s=b.image_mb_per_s)
-        return figures
-
-    return {
-        "quick": args.quick,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "startup": asdict(startup),
-        "workloads": [
-            {
-                "workload": asdict(r.workload),
-                "generate_s": r.generate_s,
-                "annotation_member": r.annotation_member,
-                "annotation_mb": r.annotation_mb,
-                "rss_target_mb": rss_target_mb(r),
-                "builds": [build_dict(b) for b in r.builds],
-                "json_load": asdict(r.json_load),
-                "passthrough": asdict(r.passthrough),
-                "streaming": {mode: asdict(run) for mode, run in r.streaming.items()},
-                "first_row_s": r.first_rows,
-                "streams": r.streams,
-            }
-            for r in results
-        ],
-        "targets": targets,
-    }
 
 
 # ---------------------------------------------------------------------------------------------------
