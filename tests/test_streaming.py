@@ -273,3 +273,32 @@ def test_stream_ddp_runs_without_torchrun(repo, shards, tmp_path, monkeypatch, c
         assert stream_ddp.main(args) == 0
     assert_exactly_once([read_ids(out / "ids-epoch0-rank0.txt")], all_ids(shards, "validation"))
     assert "rows/s" in caplog.text and "rows per rank [" in caplog.text
+
+
+@pytest.mark.parametrize("whole_shards", [False, True])
+def test_stream_ddp_shard_rule_says_what_the_split_does_with_fewer_shards_than_ranks(repo, shards, caplog, whole_shards):
+    # stream_ddp splits unshuffled streams with strategy="auto" and shuffled ones (the `ddp` snippet)
+    # with strategy="shards"; its warning must describe what that split then does.
+    world_size = NUM_SHARDS + 1
+    with caplog.at_level("INFO", logger="stream_ddp"):
+        stream_ddp.check_shard_rule(NUM_SHARDS, world_size, 0, 0, whole_shards=whole_shards)
+    if whole_shards:
+        with pytest.raises(ValueError, match="some nodes would not be assigned any shard"):
+            split_dataset_by_node(stream(repo), rank=0, world_size=world_size, strategy="shards")
+        assert "needs a shard for every rank and raises" in caplog.text
+    else:
+        per_rank = [loader_ids(split_dataset_by_node(stream(repo), rank=rank, world_size=world_size), 0) for rank in range(world_size)]
+        assert all(per_rank)  # no rank is left without rows: every rank reads every shard
+        assert_exactly_once(per_rank, all_ids(shards))
+        assert f"every rank reads every shard and keeps 1 row in {world_size}" in caplog.text
+    assert "get no shard" not in caplog.text
+
+
+def test_stream_ddp_idle_worker_warning_counts_the_ranks_with_fewest_shards(repo, shards, caplog):
+    # 8 whole shards over 3 ranks: 3, 3 and 2; with 3 workers only the rank with 2 has an idle one.
+    per_rank = [split_dataset_by_node(stream(repo), rank=rank, world_size=3, strategy="shards").num_shards for rank in range(3)]
+    assert sorted(per_rank) == [2, 3, 3]
+    with caplog.at_level("INFO", logger="stream_ddp"):
+        stream_ddp.check_shard_rule(NUM_SHARDS, 3, 3, 0, whole_shards=True)
+    assert "ranks with 2 shards leave 1 of their 3 DataLoader workers idle" in caplog.text
+    assert "8 shards, 2-3 per rank" in caplog.text
