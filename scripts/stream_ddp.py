@@ -178,10 +178,15 @@ def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: i
     the split gives every rank whole shards even when they do not divide (strategy="shards")."""
     if rank != 0:
         return
-    if num_shards < world_size:
-        logger.warning("%d shards for %d ranks: %d ranks get no shard", num_shards, world_size, world_size - num_shards)
+    if num_shards < world_size and whole_shards:
+        # datasets refuses this split (ValueError) rather than leave ranks without a shard.
+        logger.error(
+            '%d shards for %d ranks: split_dataset_by_node(strategy="shards") needs a shard for every rank and raises',
+            num_shards,
+            world_size,
+        )
         return
-    if num_shards % world_size and not whole_shards:
+    if num_shards % world_size and not whole_shards:  # also fewer shards than ranks: every rank still gets rows
         logger.warning(
             "%d shards do not divide among %d ranks: every rank reads every shard and keeps 1 row in %d",
             num_shards,
@@ -189,9 +194,11 @@ def check_shard_rule(num_shards: int, world_size: int, num_workers: int, rank: i
             world_size,
         )
         return
-    per_rank = num_shards // world_size
+    per_rank = num_shards // world_size  # the fewest any rank gets; with whole_shards some get one more
     if num_workers > per_rank:
-        logger.warning("%d shards per rank for %d workers: %d workers per rank stay idle", per_rank, num_workers, num_workers - per_rank)
+        logger.warning(
+            "ranks with %d shards leave %d of their %d DataLoader workers idle", per_rank, num_workers - per_rank, num_workers
+        )
     spread = f"{per_rank}" if num_shards % world_size == 0 else f"{per_rank}-{per_rank + 1}"
     logger.info("%d shards, %s per rank, %d DataLoader workers per rank", num_shards, spread, num_workers)
 

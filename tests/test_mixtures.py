@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 from helpers import ROOT, make_mirror, readme_snippets
+from torch.utils.data import DataLoader
 
 import build
 import stream_ddp
@@ -176,3 +178,40 @@ def test_torchrun_two_ranks_with_workers_are_disjoint_and_each_follows_the_weigh
         assert_follows_weights(ids[: ROWS["vqav2"] // 2], WEIGHTS)
     assert "source shares" in result.stderr and "check: 0 rows repeated across ranks" in result.stderr
     assert f"{sum(ROWS.values())} distinct rows of {sum(ROWS.values())}" in result.stderr
+
+
+ROW_GROUP_ROWS = {"vqav2": 50, "gqa": 25, "okvqa": 7, "coco": 10}  # the build's 8 files per source: 40, 24, 16, 24
+
+
+@pytest.fixture(scope="module")
+def row_group_repo(repo, tmp_path_factory):
+    """The same build with the train shards rewritten in smaller row groups: the build's ~3 MB row
+    groups hold whole files of these tiny images, so there `reshard()` changes nothing."""
+    path = tmp_path_factory.mktemp("mixture-repo-row-groups") / "repo"
+    shutil.copytree(repo, path)
+    for source, group_rows in ROW_GROUP_ROWS.items():
+        for shard in (path / "data" / "full").glob(f"train-{source}-*.parquet"):
+            pq.write_table(pq.read_table(shard), shard, row_group_size=group_rows)
+    return path
+
+
+def test_ranks_take_whole_row_groups_of_every_source_disjoint_and_complete(row_group_repo, rows, mixture_stream):
+    groups = {
+        source: sum(pq.ParquetFile(path).num_row_groups for path in (row_group_repo / "data" / "full").glob(f"train-{source}-*.parquet"))
+        for source in SOURCES
+    }  # fmt: skip
+    smallest = min(groups.values())
+    assert mixture_stream(str(row_group_repo), WEIGHTS, seed=5).num_shards == smallest == 16  # row groups, not files
+    for epoch in (0, 1):
+        per_rank = []
+        for rank in range(3):  # 3 ranks do not divide 16 row groups: strategy="shards" still splits them whole
+            stream = mixture_stream(str(row_group_repo), WEIGHTS, seed=5, rank=rank, world_size=3, buffer_size=16)
+            stream = stream.select_columns(["id"])
+            stream.set_epoch(epoch)
+            loader = DataLoader(stream, batch_size=8, num_workers=2, collate_fn=lambda batch: [row["id"] for row in batch])
+            per_rank.append({row_id for batch in loader for row_id in batch})
+        assert sum(map(len, per_rank)) == len(set().union(*per_rank))  # no row on two ranks
+        assert set().union(*per_rank) == {row_id for ids in rows.values() for row_id in ids}  # all_exhausted: every row
+    # More ranks than the smallest source has row groups: datasets refuses the split.
+    with pytest.raises(ValueError, match="some nodes would not be assigned any shard"):
+        mixture_stream(str(row_group_repo), WEIGHTS, seed=5, rank=0, world_size=smallest + 1)

@@ -5,6 +5,7 @@ Every test checks row ids against the shard files themselves (read with pyarrow,
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,6 +200,52 @@ def test_readme_stream_snippet_shuffles_every_row_once_reproducibly(repo, shards
     assert sorted(order(3, 0)) == sorted(all_ids(shards))
 
 
+@pytest.fixture(scope="module")
+def row_group_repo(repo, tmp_path_factory):
+    """The same repository with every shard file rewritten in row groups of 2 rows: the build's row
+    groups (about 3 MB) hold whole files of these tiny test images, so there `reshard()` changes nothing."""
+    path = tmp_path_factory.mktemp("stream-repo-row-groups") / "repo"
+    shutil.copytree(repo, path)
+    for shard in (path / "data" / "small").glob("*.parquet"):
+        pq.write_table(pq.read_table(shard), shard, row_group_size=2)
+    return path
+
+
+def row_groups(repo, split="train") -> list:
+    """The row ids of every Parquet row group of the split, file by file (read with pyarrow)."""
+    groups = []
+    for path in sorted((repo / "data" / "small").glob(f"{split}-*.parquet")):
+        handle = pq.ParquetFile(path)
+        groups += [handle.read_row_group(index, columns=["id"]).column("id").to_pylist() for index in range(handle.num_row_groups)]
+    return groups
+
+
+def test_readme_ddp_snippet_splits_whole_row_groups_among_ranks(row_group_repo, shards, no_shutdown_sleep):
+    groups = row_groups(row_group_repo)
+    assert len(groups) % 4 and len(groups) > 4 * 3  # 4 ranks do not divide them; 3 workers each have some
+    assert datasets.load_dataset(str(row_group_repo), "small", split="train", streaming=True).reshard().num_shards == len(groups)
+    rank_stream = run_readme_snippets("ddp")["rank_stream"]
+    for epoch in (0, 1):
+        per_rank = []
+        for rank in range(4):
+            ranked = rank_stream(str(row_group_repo), "small", rank, 4, buffer_size=8).select_columns(["id"])
+            assert ranked.num_shards == len(range(rank, len(groups), 4))  # row groups, not files
+            ranked.set_epoch(epoch)
+            per_rank.append(loader_ids(ranked, num_workers=3))
+        assert_exactly_once(per_rank, all_ids(shards))
+        assert sorted(len(whole_shards(ids, groups)) for ids in per_rank) == sorted(len(range(rank, len(groups), 4)) for rank in range(4))
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_state_dict_resume_of_resharded_stream_is_exact(row_group_repo, epoch):
+    def resharded():
+        return datasets.load_dataset(str(row_group_repo), "small", split="train", streaming=True).reshard().select_columns(["id"])
+
+    for stop_after in (1, 2, 3, 25):  # inside the first row group, on its end, in the next one, further on
+        full, before, after = resume(resharded, epoch, stop_after)
+        assert before + after == full, stop_after
+
+
 def resume(make_dataset, epoch: int, stop_after: int) -> tuple[list, list, list]:
     """(uninterrupted order, rows before the checkpoint, rows after resuming from it)."""
     dataset = make_dataset()
@@ -273,3 +320,32 @@ def test_stream_ddp_runs_without_torchrun(repo, shards, tmp_path, monkeypatch, c
         assert stream_ddp.main(args) == 0
     assert_exactly_once([read_ids(out / "ids-epoch0-rank0.txt")], all_ids(shards, "validation"))
     assert "rows/s" in caplog.text and "rows per rank [" in caplog.text
+
+
+@pytest.mark.parametrize("whole_shards", [False, True])
+def test_stream_ddp_shard_rule_says_what_the_split_does_with_fewer_shards_than_ranks(repo, shards, caplog, whole_shards):
+    # stream_ddp splits unshuffled streams with strategy="auto" and shuffled ones (the `ddp` snippet)
+    # with strategy="shards"; its warning must describe what that split then does.
+    world_size = NUM_SHARDS + 1
+    with caplog.at_level("INFO", logger="stream_ddp"):
+        stream_ddp.check_shard_rule(NUM_SHARDS, world_size, 0, 0, whole_shards=whole_shards)
+    if whole_shards:
+        with pytest.raises(ValueError, match="some nodes would not be assigned any shard"):
+            split_dataset_by_node(stream(repo), rank=0, world_size=world_size, strategy="shards")
+        assert "needs a shard for every rank and raises" in caplog.text
+    else:
+        per_rank = [loader_ids(split_dataset_by_node(stream(repo), rank=rank, world_size=world_size), 0) for rank in range(world_size)]
+        assert all(per_rank)  # no rank is left without rows: every rank reads every shard
+        assert_exactly_once(per_rank, all_ids(shards))
+        assert f"every rank reads every shard and keeps 1 row in {world_size}" in caplog.text
+    assert "get no shard" not in caplog.text
+
+
+def test_stream_ddp_idle_worker_warning_counts_the_ranks_with_fewest_shards(repo, shards, caplog):
+    # 8 whole shards over 3 ranks: 3, 3 and 2; with 3 workers only the rank with 2 has an idle one.
+    per_rank = [split_dataset_by_node(stream(repo), rank=rank, world_size=3, strategy="shards").num_shards for rank in range(3)]
+    assert sorted(per_rank) == [2, 3, 3]
+    with caplog.at_level("INFO", logger="stream_ddp"):
+        stream_ddp.check_shard_rule(NUM_SHARDS, 3, 3, 0, whole_shards=True)
+    assert "ranks with 2 shards leave 1 of their 3 DataLoader workers idle" in caplog.text
+    assert "8 shards, 2-3 per rank" in caplog.text
