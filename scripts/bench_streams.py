@@ -21,7 +21,8 @@ BASELINE = ("shuffled", 1000, "as filed")
 # with N MB row groups; "as filed" = the baseline's layout.
 LOADER_RUNS = [BASELINE,
                ("shuffled", 0, "as built"), ("shuffled", 256, "as built"), ("shuffled", 1000, "as built"),
-               ("stream", 64, "as built"), ("stream", 128, "as built"), ("stream", 256, "as built"),
+               ("stream", 0, "as built"), ("stream", 64, "as built"), ("stream", 128, "as built"),
+               ("stream", 256, "as built"), ("stream", 1000, "as built"),
                ("ddp", 64, "as built"), ("mixture", 0, "as built"), ("mixture", 64, "as built"),
                ("mixture", 256, "as built"), ("stream", 64, "1 MB"), ("stream", 64, "8 MB")]  # fmt: skip
 LOADER_QUICK_RUNS = [BASELINE, ("stream", 64, "as built"), ("ddp", 64, "as built"), ("mixture", 64, "as built")]
