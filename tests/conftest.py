@@ -21,3 +21,15 @@ def _downloads_in_a_temporary_cache(tmp_path_factory):
         os.environ.pop("HF_DATASETS_CACHE", None)
     else:
         os.environ["HF_DATASETS_CACHE"] = saved
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory):
+    """A generated mirror of 8 images per split and 2 questions per image, shared by the modules that
+    need no other size (a module's own `mirror` fixture overrides it). Read-only: build from it, link
+    or copy its files, never write into it."""
+    from helpers import make_mirror
+
+    path = tmp_path_factory.mktemp("mirror")
+    make_mirror(path, images_per_split=8, questions_per_image=2)
+    return path

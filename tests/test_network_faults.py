@@ -13,7 +13,7 @@ import zipfile
 
 import datasets
 import pytest
-from helpers import SPLITS, by_file_order, make_mirror, raw_rows, tree_digest
+from helpers import SPLITS, by_file_order, raw_rows, tree_digest
 from range_server import FileServer, Faults
 
 import build
@@ -35,13 +35,6 @@ def fast_retries(monkeypatch):
     monkeypatch.setenv("ARR_COC_RETRY_BACKOFF_INITIAL", "0.001")
     monkeypatch.setenv("ARR_COC_RETRY_BACKOFF_MAX", "0.01")
     monkeypatch.setenv("ARR_COC_READ_TIMEOUT", "0.5")
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    path = tmp_path_factory.mktemp("faults-mirror")
-    make_mirror(path, images_per_split=8, questions_per_image=2)
-    return path
 
 
 @pytest.fixture(scope="module")

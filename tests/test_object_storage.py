@@ -9,7 +9,7 @@ import zipfile
 
 import datasets
 import pytest
-from helpers import SPLITS, by_file_order, make_mirror, raw_rows, tree_digest
+from helpers import SPLITS, by_file_order, raw_rows, tree_digest
 
 import build
 from arr_coc import remote
@@ -21,13 +21,6 @@ moto_server = pytest.importorskip("moto.server", reason="the S3 test server need
 
 BUCKET = "arr-coc-mirrors"
 MIRROR_URL = f"s3://{BUCKET}/mirror"
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    path = tmp_path_factory.mktemp("s3-mirror")
-    make_mirror(path, images_per_split=8, questions_per_image=2)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import os
 import zipfile
 
 import pytest
-from helpers import SPLITS, make_mirror, prepared, raw_rows
+from helpers import SPLITS, prepared, raw_rows
 from range_server import FileServer
 
 from arr_coc import sources
@@ -18,13 +18,6 @@ from arr_coc_vqa import ArrCocVqa
 
 COCO_ARCHIVES = ("train2014.zip", "val2014.zip")
 CAPS = {"max_images_train": 3, "max_images_validation": 2}
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mirror")
-    make_mirror(path, images_per_split=8, questions_per_image=2)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,13 @@ import time
 
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, make_mirror, tree_digest
+from helpers import ROOT, SPLITS, tree_digest
 
 import build
 from arr_coc import staging, swap
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
 CONFIG = "small"
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mirror")
-    make_mirror(path, images_per_split=8, questions_per_image=2)
-    return path
 
 
 @pytest.fixture(scope="module")
