@@ -3,8 +3,8 @@ scripts/bench.py (scripts/bench_streams.py runs the matrix and prints it).
 
 A training node runs many DataLoader workers, so what one worker holds decides how much RAM the
 data path takes. The recipes are the README's own snippets, run as they are (`stream`, `ddp`,
-`mixture`), and datasets' plain `shuffle(seed, buffer_size)` ("shuffled", `reshard` first for
-"reshard"). Three measurements, each in a fresh process:
+`mixture`), and datasets' plain `shuffle(seed, buffer_size)` ("shuffled"). Three measurements,
+each in a fresh process:
   loader     the train split through `DataLoader(num_workers=2)`, images decoded: peak RSS of every
              worker (VmHWM from /proc/self/status, read inside the worker by the collate function
              after each batch, so the last value is the peak), the parent's RSS when the workers
@@ -24,65 +24,39 @@ The cheapest measurement of one recipe, on a build the benchmark kept (`scripts/
 
 import json
 import os
-import re
 import sys
 import time
 from typing import Optional
 
+from bench_measure import proc_status_bytes
+from readme_snippets import run_readme_snippets
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 
-RECIPES = ("shuffled", "reshard", "stream", "ddp", "mixture")
+RECIPES = ("shuffled", "stream", "ddp", "mixture")
 MIXTURE_WEIGHTS = {"vqav2": 0.5, "gqa": 0.3, "okvqa": 0.2, "coco": 0.3}  # sources a build lacks are left out
 NUM_WORKERS = 2
 BATCH_SIZE = 8
 WINDOW = 256
 
 
-def readme_snippet(name: str) -> dict:
-    """Run the README's `# snippet: <name>` block and return its namespace: the card's own code."""
-    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
-        blocks = dict((snippet, code) for code, snippet in re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S))
-    namespace: dict = {}
-    exec(blocks[name], namespace)  # noqa: S102 - the README's own example code
-    return namespace
-
-
 def recipe_stream(recipe: str, repo: str, buffer_size: int, seed: int = 0):
     """The train stream a recipe gives on one rank of one (world_size 1)."""
     import datasets
 
-    if recipe == "shuffled":  # the card's plain recipe (Quick start + shuffle)
+    if recipe == "shuffled":  # datasets' plain shuffle: the card's recipe when issue 13 was filed
         stream = datasets.load_dataset(repo, "full", split="train", streaming=True)
         return stream.shuffle(seed=seed, buffer_size=buffer_size) if buffer_size else stream
-    if recipe == "reshard":  # one shard per row group, then the buffer
-        stream = datasets.load_dataset(repo, "full", split="train", streaming=True).reshard()
-        return stream.shuffle(seed=seed, buffer_size=buffer_size) if buffer_size else stream
     if recipe == "stream":  # the card's recommended stream (# snippet: stream)
-        return readme_snippet("stream")["train_stream"](repo, seed=seed, buffer_size=buffer_size)
+        return run_readme_snippets("stream")["train_stream"](repo, seed=seed, buffer_size=buffer_size)
     if recipe == "ddp":
-        return readme_snippet("ddp")["rank_stream"](repo, "full", 0, 1, seed=seed, buffer_size=buffer_size)
+        return run_readme_snippets("ddp")["rank_stream"](repo, "full", 0, 1, seed=seed, buffer_size=buffer_size)
     if recipe == "mixture":
         infos = datasets.get_dataset_infos(repo)
         weights = {source: weight for source, weight in MIXTURE_WEIGHTS.items() if source in infos}
-        return readme_snippet("mixture")["mixture_stream"](repo, weights, seed, buffer_size=buffer_size)
+        return run_readme_snippets("mixture")["mixture_stream"](repo, weights, seed, buffer_size=buffer_size)
     raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPES}")
-
-
-def _vm_hwm_bytes() -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _cpu_seconds() -> float:
@@ -101,7 +75,7 @@ def collate_with_peak(batch: list[dict]) -> tuple:
         if hasattr(image, "load"):
             image.load()
     info = torch.utils.data.get_worker_info()
-    return (info.id if info else -1), _vm_hwm_bytes(), [row["id"] for row in batch]
+    return (info.id if info else -1), proc_status_bytes("VmHWM"), [row["id"] for row in batch]
 
 
 def file_order(repo: str) -> tuple[dict, list[str]]:
@@ -136,19 +110,31 @@ def shards_per_window(shard_indices: list[int], window: int = WINDOW) -> Optiona
     return sum(counts) / len(counts) if counts else None
 
 
-def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") -> dict:
-    """One recipe and buffer size through DataLoader workers; the figures as a dict."""
+def order_quality(ids: list[str], positions: dict) -> tuple[Optional[float], Optional[float]]:
+    """(rank correlation between stream and file order, shard files per WINDOW consecutive rows)."""
+    return (rank_correlation(list(range(len(ids))), [positions[row_id][0] for row_id in ids]),
+            shards_per_window([positions[row_id][1] for row_id in ids]))  # fmt: skip
+
+
+def prepare_streaming_child() -> None:
+    """What every child does before it streams."""
     import torch  # noqa: F401 - a training process has imported it long before it streams
     import datasets
-    from torch.utils.data import DataLoader
 
     datasets.disable_progress_bars()
     # datasets 5.2 sleeps 5 s at the end of each worker's shuffled pass; not a cost of the data path.
     datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
+
+
+def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") -> dict:
+    """One recipe and buffer size through DataLoader workers; the figures as a dict."""
+    prepare_streaming_child()
+    from torch.utils.data import DataLoader
+
     positions, files = file_order(repo)
     limit = int(max_rows) or len(positions)
     stream = recipe_stream(recipe, repo, int(buffer_size))
-    parent_rss = _rss_bytes()
+    parent_rss = proc_status_bytes("VmRSS")
     loader = DataLoader(stream, batch_size=BATCH_SIZE, num_workers=NUM_WORKERS, collate_fn=collate_with_peak)
     peaks: dict[int, int] = {}
     ids: list[str] = []
@@ -166,7 +152,7 @@ def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") 
     seconds = time.perf_counter() - started
     del batches  # stops and reaps the workers, so their CPU time is counted
     cpu_seconds = _cpu_seconds() - cpu_before
-    stream_positions = [positions[row_id][0] for row_id in ids]
+    correlation, window = order_quality(ids, positions)
     return {
         "recipe": recipe,
         "buffer_size": int(buffer_size),
@@ -181,8 +167,8 @@ def child_loader(repo: str, recipe: str, buffer_size: str, max_rows: str = "0") 
         "first_batch_s": first_batch,
         "parent_rss_mb": parent_rss / 1e6,
         "worker_peak_rss_mb": {str(worker): peak / 1e6 for worker, peak in sorted(peaks.items())},
-        "rank_correlation": rank_correlation(list(range(len(ids))), stream_positions),
-        "shards_per_256_rows": shards_per_window([positions[row_id][1] for row_id in ids]),
+        "rank_correlation": correlation,
+        "shards_per_256_rows": window,
     }
 
 
@@ -248,12 +234,9 @@ def rewrite_as_filed(source_repo: str, target_repo: str, num_shards: int = 8) ->
 
 def child_first_row(repo: str, recipe: str, buffer_size: str) -> dict:
     """Seconds from `iter(loader)` to the first row out of a 2-worker DataLoader, image decoded."""
-    import torch  # noqa: F401 - a training process has imported it long before it streams
-    import datasets
+    prepare_streaming_child()
     from torch.utils.data import DataLoader
 
-    datasets.disable_progress_bars()
-    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
     stream = recipe_stream(recipe, repo, int(buffer_size))
     loader = DataLoader(stream, batch_size=1, num_workers=NUM_WORKERS, collate_fn=collate_with_peak)
     started = time.perf_counter()
@@ -267,20 +250,17 @@ def child_first_row(repo: str, recipe: str, buffer_size: str) -> dict:
 def child_quality(repo: str, recipe: str, buffer_size: str, seeds: str) -> dict:
     """Shuffle quality over seeds 0..seeds-1: each pass through 2 DataLoader workers, ids only (the
     order does not depend on the columns read)."""
-    import torch  # noqa: F401
-    import datasets
+    prepare_streaming_child()
     from torch.utils.data import DataLoader
 
-    datasets.disable_progress_bars()
-    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
     positions, _ = file_order(repo)
     correlations, windows = [], []
     for seed in range(int(seeds)):
         stream = recipe_stream(recipe, repo, int(buffer_size), seed=seed).select_columns(["id"])
         loader = DataLoader(stream, batch_size=64, num_workers=NUM_WORKERS, collate_fn=_ids)
-        ids = [row_id for batch in loader for row_id in batch]
-        correlations.append(rank_correlation(list(range(len(ids))), [positions[row_id][0] for row_id in ids]))
-        windows.append(shards_per_window([positions[row_id][1] for row_id in ids]))
+        correlation, window = order_quality([row_id for batch in loader for row_id in batch], positions)
+        correlations.append(correlation)
+        windows.append(window)
     return {"recipe": recipe, "buffer_size": int(buffer_size), "seeds": int(seeds), "rank_correlations": correlations,
             "shards_per_256_rows": windows}  # fmt: skip
 

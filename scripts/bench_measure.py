@@ -64,7 +64,7 @@ class TreeSampler(threading.Thread):
             rss += memory.rss
             anon += memory.rss - memory.shared
             self.peak_process_anon = max(self.peak_process_anon, memory.rss - memory.shared)
-            self._hwm[process.pid] = max(self._hwm.get(process.pid, 0), _vm_hwm(process.pid), memory.rss)
+            self._hwm[process.pid] = max(self._hwm.get(process.pid, 0), proc_status_bytes("VmHWM", process.pid), memory.rss)
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_anon = max(self.peak_anon, anon)
         self.peak_process = max(self._hwm.values(), default=0)
@@ -74,11 +74,13 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def _vm_hwm(pid: int) -> int:
+def proc_status_bytes(key: str, pid="self") -> int:
+    """A memory line of /proc/<pid>/status in bytes (VmHWM: the peak RSS; VmRSS: the current one);
+    0 once the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

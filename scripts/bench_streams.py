@@ -17,6 +17,10 @@ from bench_measure import MB, measure, median, table
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 BASELINE = ("shuffled", 1000, "as filed")
+# Issue 13's targets are for the recommended stream (the card's `stream` snippet).
+RECOMMENDED = ("stream", 64, "as built")
+# The card's recommended streams: its `stream`, `ddp` and `mixture` snippets at their default buffer.
+CARD_STREAMS = [RECOMMENDED, ("ddp", 64, "as built"), ("mixture", 64, "as built")]
 # (recipe, buffer size, layout): "as built" = the export's shards; "N MB" = the same rows rewritten
 # with N MB row groups; "as filed" = the baseline's layout.
 LOADER_RUNS = [BASELINE,
@@ -25,14 +29,12 @@ LOADER_RUNS = [BASELINE,
                ("stream", 256, "as built"), ("stream", 1000, "as built"),
                ("ddp", 64, "as built"), ("mixture", 0, "as built"), ("mixture", 64, "as built"),
                ("mixture", 256, "as built"), ("stream", 64, "1 MB"), ("stream", 64, "8 MB")]  # fmt: skip
-LOADER_QUICK_RUNS = [BASELINE, ("stream", 64, "as built"), ("ddp", 64, "as built"), ("mixture", 64, "as built")]
-# Time to the first row and shuffle quality over seeds: the card's recommended streams and the baseline.
-FIRST_ROW_RUNS = [BASELINE, ("stream", 64, "as built"), ("ddp", 64, "as built"), ("mixture", 64, "as built")]
-QUALITY_RUNS = [BASELINE, ("shuffled", 1000, "as built"), ("stream", 64, "as built"), ("stream", 128, "as built"),
-                ("ddp", 64, "as built"), ("mixture", 64, "as built")]  # fmt: skip
+LOADER_QUICK_RUNS = [BASELINE] + CARD_STREAMS
+# Time to the first row, and shuffle quality over seeds.
+FIRST_ROW_RUNS = [BASELINE] + CARD_STREAMS
+QUALITY_RUNS = [BASELINE, ("shuffled", 1000, "as built"), RECOMMENDED, ("stream", 128, "as built")] + CARD_STREAMS[1:]
+QUALITY_QUICK_RUNS = [BASELINE, RECOMMENDED]
 FIRST_ROW_REPEATS, QUALITY_SEEDS = 7, 5
-# Issue 13's targets for the recommended stream (the card's `stream` snippet).
-RECOMMENDED = ("stream", 64, "as built")
 WORKER_PEAK_MAX_MB = 500
 ROWS_PER_S_MIN_RATIO = 0.9
 FIRST_ROW_MAX_S = 0.2
@@ -71,7 +73,7 @@ def measure_streams(repo: str, work_dir: str, quick: bool) -> dict:
         ]  # fmt: skip
         figures["first_row"].append({"recipe": recipe, "buffer_size": buffer_size, "layout": layout, "seconds": seconds})
     seeds = 2 if quick else QUALITY_SEEDS
-    for recipe, buffer_size, layout in QUALITY_RUNS if not quick else [BASELINE, RECOMMENDED]:
+    for recipe, buffer_size, layout in QUALITY_QUICK_RUNS if quick else QUALITY_RUNS:
         run = measure(_loader_command("quality", paths[layout], recipe, buffer_size, str(seeds)), f"shuffle quality {recipe} {buffer_size} ({layout})")
         figures["quality"].append({**run.result, "layout": layout})
     return figures

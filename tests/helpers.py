@@ -3,7 +3,6 @@
 import glob
 import hashlib
 import os
-import re
 import sys
 import zipfile
 
@@ -14,6 +13,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import make_sample_mirror  # noqa: E402
+from readme_snippets import readme_snippets, run_readme_snippets  # noqa: E402,F401 - the tests read the card through helpers
 from arr_coc_vqa import ArrCocVqa  # noqa: E402
 
 SPLITS = ("train", "validation")
@@ -91,18 +91,3 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def readme_snippets() -> dict:
-    """The card's tested code blocks (a ```python block that starts with `# snippet: NAME`), by name."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        blocks = re.findall(r"```python\n(# snippet: (\w+)\n.*?)```", handle.read(), flags=re.S)
-    names = [name for _, name in blocks]
-    assert len(names) == len(set(names)), f"README.md names a snippet twice: {names}"
-    return {name: code for code, name in blocks}
-
-
-def run_readme_snippets(*names: str) -> dict:
-    """One namespace with these snippets run in order, as a user would paste them."""
-    snippets, namespace = readme_snippets(), {}
-    for name in names:
-        exec(snippets[name], namespace)  # noqa: S102 - the card's own code, tested as users run it
-    return namespace

@@ -20,7 +20,7 @@ from collections import Counter
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, make_mirror, readme_snippets
+from helpers import ROOT, make_mirror, readme_snippets, run_readme_snippets
 from torch.utils.data import DataLoader
 
 import build
@@ -85,9 +85,7 @@ def no_shutdown_sleep(monkeypatch):
 
 @pytest.fixture(scope="module")
 def mixture_stream():
-    namespace = {}
-    exec(readme_snippets()["mixture"], namespace)  # noqa: S102 - the README's own example code
-    return namespace["mixture_stream"]
+    return run_readme_snippets("mixture")["mixture_stream"]
 
 
 def ids_of(dataset) -> list[str]:
