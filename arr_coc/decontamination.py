@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from . import coco, vg
-from .errors import SourceFormatError
-from .remote import STREAM_BLOCK_SIZE, open_zip
+from .remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +61,7 @@ class GqaPhotos:
 def read_visual_genome(location: str) -> tuple[dict[str, str], int]:
     """({Visual Genome image id: COCO id} for the images that have one, number of images listed)."""
     with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
-        try:
-            stream = archive.open(vg.MEMBER)
-        except KeyError:
-            raise SourceFormatError(location, f"has no member {vg.MEMBER}") from None
-        with stream:
+        with open_archive_member(archive, location, vg.MEMBER) as stream:
             all_ids = vg.read_coco_ids(stream, f"{location}:{vg.MEMBER}")
     return {image_id: coco_id for image_id, coco_id in all_ids.items() if coco_id is not None}, len(all_ids)
 
@@ -76,11 +71,7 @@ def read_coco_split_ids(location: str) -> dict[str, frozenset]:
     split_ids = {}
     with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
         for original_split, member in CAPTIONS_MEMBERS.items():
-            try:
-                stream = archive.open(member)
-            except KeyError:
-                    raise SourceFormatError(location, f"has no member {member}, which decontamination needs; {OFF_HINT}") from None
-            with stream:
+            with open_archive_member(archive, location, member, hint=f"which decontamination needs; {OFF_HINT}") as stream:
                 split_ids[original_split] = frozenset(image_id for image_id, _ in coco.iter_images(stream, f"{location}:{member}"))
     return split_ids
 

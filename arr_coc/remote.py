@@ -18,6 +18,7 @@ cached login for hf://); the protocol packages themselves are optional installs.
 import os
 import re
 import zipfile
+import zlib
 from collections import Counter
 from typing import BinaryIO, Optional
 
@@ -159,6 +160,17 @@ def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional
     except SourceFormatError:
         handle.close()
         raise
+
+
+def open_archive_member(archive: zipfile.ZipFile, location: str, name: str, hint: str = "") -> BinaryIO:
+    """`archive.open(name)`, with a missing or unopenable member as one line naming archive and member
+    (`hint`: what the reader can do about a missing one)."""
+    try:
+        return archive.open(name)
+    except KeyError:
+        raise SourceFormatError(location, f"has no member {name}" + (f", {hint}" if hint else "")) from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as error:
+        raise SourceFormatError(location, f"member {name} cannot be opened ({error})") from None
 
 
 def read_url(url: str, policy: Optional[RetryPolicy] = None) -> bytes:

@@ -9,8 +9,6 @@ counted with its reason.
 import contextlib
 import gc
 import logging
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -18,9 +16,8 @@ from . import coco, gqa, okvqa, vqav2
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from .conversations import caption_rows, vqa_rows
 from .decontamination import GqaPhotos
-from .errors import SourceFormatError
 from .images import CheckedImage, ImageStore
-from .remote import STREAM_BLOCK_SIZE, open_zip
+from .remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
 from .selection import ImageSelector
 from .sources import coco_file_name, gqa_file_name
 from .stats import ShardStats
@@ -67,13 +64,7 @@ def open_member(location: str, member: str, find_member=None):
     """Stream one JSON member out of a (local or remote) zip archive."""
     with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
         name = find_member(archive.namelist(), member, location) if find_member else member
-        try:
-            stream = archive.open(name)
-        except KeyError:
-            raise SourceFormatError(location, f"has no member {member}") from None
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as error:
-            raise SourceFormatError(location, f"member {name} cannot be opened ({error})") from None
-        with stream:
+        with open_archive_member(archive, location, name) as stream:
             yield stream, f"{location}:{name}"
 
 
