@@ -38,6 +38,7 @@ CHUNK_SIZE = 16 * 1024 * 1024
 # Ranged requests of one download in flight at once (memory: this many chunks).
 PARALLEL_CHUNKS = 4
 INCOMPLETE_SUFFIX = ".incomplete"
+LOCK_SUFFIX = ".lock"  # download()'s guard against a second writer of the same file
 SIDECAR_SUFFIX = ".incomplete.json"
 DOWNLOADS_SUBDIR = "downloads"  # datasets' own name for its download folder (config.DOWNLOADED_DATASETS_DIR)
 # Fields that change when a remote file changes, across fsspec filesystems (http, s3, gcs, hf, local).
@@ -59,20 +60,21 @@ def download(url: str, dest: str, *, policy: Optional[RetryPolicy] = None, progr
     policy = policy or RetryPolicy.from_env()
     os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
     # Two builds sharing a cache must not append to the same partial file.
-    with FileLock(dest + ".lock"):
+    with FileLock(dest + LOCK_SUFFIX):
         if os.path.exists(dest):
             return dest
         fs, path = filesystem_for(url, policy)
+        remote = with_retries(lambda: _stat(fs, path), url=url, policy=policy)
         for _ in range(_MAX_RESTARTS + 1):
-            remote = with_retries(lambda: _stat(fs, path), url=url, policy=policy)
             _fetch_to_partial(fs, path, url, dest, remote, policy, progress)
             again = with_retries(lambda: _stat(fs, path), url=url, policy=policy)
             if again.validator == remote.validator:
                 _verify(url, dest + INCOMPLETE_SUFFIX, remote)
                 os.replace(dest + INCOMPLETE_SUFFIX, dest)
-                _remove(dest + SIDECAR_SUFFIX)
+                remove_if_present(dest + SIDECAR_SUFFIX)
                 return dest
             logger.warning("%s changed on the server during the download; starting again from zero", url)
+            remote = again  # what the next pass fetches, and must still find when it ends
         raise SourceFormatError(url, f"the file kept changing on the server during {_MAX_RESTARTS + 1} downloads")
 
 
@@ -217,14 +219,14 @@ def _span_fetcher(fs, path: str, url: str, size: int) -> Callable[[int, int], by
 def _verify(url: str, partial: str, remote: RemoteFile) -> None:
     have = os.path.getsize(partial)
     if remote.size is not None and have != remote.size:
-        _remove(partial)
+        remove_if_present(partial)
         raise SourceFormatError(url, f"downloaded {have} bytes, the server announced {remote.size}")
     if url.split("?", 1)[0].lower().endswith(".zip"):
         try:
             with zipfile.ZipFile(partial) as archive:
                 archive.infolist()
         except (zipfile.BadZipFile, OSError) as error:
-            _remove(partial)  # whole and unchanged, yet unreadable: the next run fetches it afresh
+            remove_if_present(partial)  # whole and unchanged, yet unreadable: the next run fetches it afresh
             raise SourceFormatError(url, f"the downloaded archive does not open as a zip ({error})") from None
 
 
@@ -242,11 +244,11 @@ def _write_json(path: str, record: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _remove(path: str) -> None:
+def remove_if_present(path: str) -> None:
     try:
         os.remove(path)
     except FileNotFoundError:
         pass
 
 
-__all__ = ["download", "cached_download", "cached_path", "default_cache_dir", "downloads_dir", "NotThere", "CHUNK_SIZE"]
+__all__ = ["download", "cached_download", "cached_path", "default_cache_dir", "downloads_dir", "remove_if_present", "NotThere", "CHUNK_SIZE", "LOCK_SUFFIX"]

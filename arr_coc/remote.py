@@ -170,6 +170,9 @@ def open_archive_member(archive: zipfile.ZipFile, location: str, name: str, hint
     except KeyError:
         raise SourceFormatError(location, f"has no member {name}" + (f", {hint}" if hint else "")) from None
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as error:
+        network = network_failure_behind(error)
+        if network is not None:  # the network failed, not the archive
+            raise network from None
         raise SourceFormatError(location, f"member {name} cannot be opened ({error})") from None
 
 

@@ -114,6 +114,11 @@ def _env_number(variable: str, kind):
     return value
 
 
+def _where(url: str, byte_range: Optional[tuple[int, int]]) -> str:
+    """"URL bytes a-b" (an inclusive range, as HTTP writes it), or the URL alone."""
+    return url if byte_range is None else f"{url} bytes {byte_range[0]}-{byte_range[1] - 1}"
+
+
 class NetworkError(OSError):
     """Give-up after retries: str() is one line naming the URL, the byte range (if any) and the last status or error."""
 
@@ -123,7 +128,7 @@ class NetworkError(OSError):
         self.last_error = last_error
         self.attempts = attempts
         self.status = status
-        where = url if byte_range is None else f"{url} bytes {byte_range[0]}-{byte_range[1] - 1}"
+        where = _where(url, byte_range)
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
         super().__init__(" ".join(f"{where}: network read failed after {tries}: {last_error}".split()))
 
@@ -148,19 +153,6 @@ class NotThere(FileNotFoundError):
 
     def __reduce__(self):
         return type(self), (self.url, self.why)
-
-
-class HTTPStatusError(OSError):
-    """An HTTP answer with an error status, for code that talks HTTP without aiohttp's exceptions."""
-
-    def __init__(self, status: int, reason: str = "", retry_after: Optional[str] = None):
-        self.status = status
-        self.reason = reason
-        self.retry_after = retry_after
-        super().__init__(f"HTTP {status} {reason}".strip())
-
-    def __reduce__(self):
-        return type(self), (self.status, self.reason, self.retry_after)
 
 
 class TruncatedBody(OSError):
@@ -192,13 +184,11 @@ def http_status(error: BaseException) -> Optional[int]:
 def _retry_after(error: BaseException) -> Optional[float]:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if the error carries one."""
     for candidate in exception_chain(error):
-        value = getattr(candidate, "retry_after", None)
         headers = getattr(candidate, "headers", None)
-        if value is None and headers is not None:
-            try:
-                value = headers.get("Retry-After")
-            except AttributeError:
-                value = None
+        try:
+            value = headers.get("Retry-After") if headers is not None else None
+        except AttributeError:
+            value = None
         if value is None:
             continue
         value = str(value).strip()
@@ -281,10 +271,7 @@ def describe(error: BaseException) -> str:
     if status is not None:
         reason = next((getattr(c, "message", None) or getattr(c, "reason", None) for c in exception_chain(error) if getattr(c, "status", None) == status), None)
         if not isinstance(reason, str) or not reason:
-            try:
-                reason = http.client.responses.get(status, "")
-            except Exception:  # noqa: BLE001
-                reason = ""
+            reason = http.client.responses.get(status, "")
         return f"HTTP {status} {reason}".strip()
     innermost = exception_chain(error)[-1] if not isinstance(error, TruncatedBody) else error
     text = " ".join(str(innermost).split())
@@ -312,7 +299,7 @@ def _wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
 
 def _log_retry(url: str, byte_range):
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        where = url if byte_range is None else f"{url} bytes {byte_range[0]}-{byte_range[1] - 1}"
+        where = _where(url, byte_range)
         logger.warning(
             "%s: %s; retry %d in %.1fs",
             where,
@@ -337,12 +324,10 @@ def with_retries(fn: Callable[[], T], *, url: str, byte_range: Optional[tuple[in
     )
     try:
         return retrying(fn)
-    except NotThere:
-        raise
-    except NetworkError:
+    except (NotThere, NetworkError):
         raise
     except Exception as error:  # noqa: BLE001 - classified below, everything else re-raised as it is
-        if _is_definite_absence(error) and (http_status(error) == 404 or isinstance(error, FileNotFoundError)):
+        if _is_definite_absence(error):
             raise NotThere(url) from error
         if _is_network_failure(error):
             attempts = retrying.statistics.get("attempt_number", 1)
@@ -389,7 +374,6 @@ __all__ = [
     "RetryPolicy",
     "NetworkError",
     "NotThere",
-    "HTTPStatusError",
     "TruncatedBody",
     "is_retryable",
     "with_retries",

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from arr_coc import schema, sources  # noqa: E402
 from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
-from arr_coc.download import INCOMPLETE_SUFFIX, download  # noqa: E402
+from arr_coc.download import INCOMPLETE_SUFFIX, LOCK_SUFFIX, download, remove_if_present  # noqa: E402
 from arr_coc.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
 from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
@@ -174,7 +174,7 @@ def fetch_file(planned: PlannedFile, policy: RetryPolicy) -> Optional[str]:
         reason = one_line(error)
         logger.error("%s", reason)
         return reason
-    _remove(planned.dest + ".lock")  # download()'s guard against a second writer; a mirror holds only the files
+    remove_if_present(planned.dest + LOCK_SUFFIX)  # a mirror holds only the files
     logger.info("%s: complete", planned.dest)
     return None
 
@@ -235,13 +235,6 @@ def _check_base_url(base_url: str) -> None:
     if not is_url(base_url):
         raise ValueError(f"--from {base_url}: expected an http(s) or fsspec URL; a local mirror directory is used as --data-dir directly")
     check_protocol(base_url)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _source_list(text: str) -> tuple:
