@@ -20,16 +20,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 if __name__ == "__main__":  # before the slow imports (datasets): Ctrl-C or SIGTERM now is one line and 128 + signum
-    from arr_coc.interrupts import exit_on_interrupt, signal_name
+    from arr_coc import interrupts
 
-    exit_on_interrupt(lambda signum: f"interrupted ({signal_name(signum)}); nothing was changed")
+    interrupts.exit_on_interrupt(lambda signum: f"interrupted ({interrupts.signal_name(signum)}); nothing was changed")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import typing  # noqa: E402
 from typing import Optional  # noqa: E402
 
@@ -38,11 +37,11 @@ from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
 from arr_coc.card import updated_card  # noqa: E402
 from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
-from arr_coc.download import default_cache_dir, downloads_dir  # noqa: E402
+from arr_coc.download import downloads_dir  # noqa: E402
 from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc import swap  # noqa: E402
 from arr_coc.errors import SourceFormatError, exception_chain  # noqa: E402
-from arr_coc.interrupts import Interrupted, exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.interrupts import Interrupted, exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_name, signal_of  # noqa: E402
 from arr_coc.export import write_split  # noqa: E402
 from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
 from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
@@ -51,7 +50,7 @@ from arr_coc_vqa import ArrCocVqa, ArrCocVqaConfig  # noqa: E402
 
 logger = logging.getLogger("build")
 
-CONFIG_NAMES = [config.name for config in ArrCocVqa.BUILDER_CONFIGS]
+CONFIG_NAMES = list(ArrCocVqa.builder_configs)
 # BuilderConfig's own fields are not dataset options (data_dir has its own flag).
 _BASE_FIELDS = {field.name for field in dataclasses.fields(datasets.BuilderConfig)}
 OVERRIDE_FIELDS = [field for field in dataclasses.fields(ArrCocVqaConfig) if field.name not in _BASE_FIELDS]
@@ -130,21 +129,20 @@ class BuildProgress:
     """How far a build got, for the message when it is interrupted."""
 
     swapped: bool = False
-    staging: list = dataclasses.field(default_factory=list)  # this build's staging directory
+    staging: Optional[str] = None  # this build's staging directory, once made
 
 
-def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) -> str:
-    progress = progress or BuildProgress()
+def build(args: argparse.Namespace, progress: BuildProgress) -> str:
     repo = os.path.abspath(args.output_dir)
     os.makedirs(repo, exist_ok=True)
     remove_stale(repo)  # and finish the swap of a build that was killed in one
     splits = _splits_to_write(args)
     _check_card(repo, args.config, splits)
     with staging_directory(repo, args.config) as staging:
-        progress.staging.append(staging)
+        progress.staging = staging
         # Downloads persist in the shared cache; the staging directory holds only this build's own output
         # (its Arrow cache, so that every build regenerates and counts its rows, and the shards).
-        download_config = datasets.DownloadConfig(cache_dir=downloads_dir(args.cache_dir or default_cache_dir()))
+        download_config = datasets.DownloadConfig(cache_dir=downloads_dir(args.cache_dir))
         builder = ArrCocVqa(
             config_name=args.config, data_dir=args.data_dir, cache_dir=os.path.join(staging, "cache"), **args.overrides
         )
@@ -163,14 +161,13 @@ def build(args: argparse.Namespace, progress: Optional[BuildProgress] = None) ->
         info, source_infos, split_rows, split_shards = _export(built, shards_dir, args)
         for split in SPLITS:  # a split left out on request: in the report with 0 rows, not in the card
             split_rows.setdefault(split, 0), split_shards.setdefault(split, {})
-        splits_written = list(built)
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         report["decontamination"] = builder.decontamination_report()
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")
         del built, builder  # release the memory-mapped Arrow files before the swap
-        _swap_in_with_card(repo, args.config, staging, info, splits_written, progress, source_infos)
+        _swap_in_with_card(repo, args.config, staging, info, splits, progress, source_infos)
     return _summary(args.config, repo, split_rows, split_shards, report)
 
 
@@ -226,7 +223,7 @@ def _dataset_info(config_name: str, families) -> datasets.DatasetInfo:
 
 def _splits_to_write(args: argparse.Namespace) -> list[str]:
     """The splits this build exports: a split whose image cap is 0 was asked to be left out."""
-    config = next(config for config in ArrCocVqa.BUILDER_CONFIGS if config.name == args.config)
+    config = ArrCocVqa.builder_configs[args.config]
     caps = {split: args.overrides.get(f"max_images_{split}", getattr(config, f"max_images_{split}")) for split in SPLITS}
     splits = [split for split in SPLITS if caps[split] != 0]
     if not splits:
@@ -253,13 +250,18 @@ def _skips(stats: dict, split: str) -> str:
     for source, per_split in stats.items():
         if split in per_split:
             counts = per_split[split]
-            reasons = ", ".join(f"{reason} {count}" for reason, count in counts["skipped"].items())
+            reasons = _skipped_text(counts["skipped"])
             parts.append(f"{source} {counts['items_selected']} items selected" + (f" ({reasons} skipped)" if reasons else ""))
     return "; ".join(parts) or "no source has items for it"
 
 
+def _skipped_text(skipped: dict) -> str:
+    """"missing_image 6, corrupt_image 1": a build report's skip counts, in its order."""
+    return ", ".join(f"{reason} {count}" for reason, count in skipped.items())
+
+
 def _swap_in_with_card(
-    repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress, source_infos: Optional[dict] = None
+    repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress, source_infos: dict
 ) -> None:
     """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/swap.py).
 
@@ -297,8 +299,8 @@ def _stop_now(progress: BuildProgress):
     staging folder and print the one line; the caller then exits."""
 
     def stop(signum: int) -> None:
-        for path in progress.staging:
-            discard(path)
+        if progress.staging:
+            discard(progress.staging)
         # On a line of its own: a progress bar may be half-drawn.
         print(f"\nerror: {_failure_message(Interrupted(signum), signum, progress)}", file=sys.stderr, flush=True)
 
@@ -306,13 +308,12 @@ def _stop_now(progress: BuildProgress):
 
 
 def _failure_message(error: BaseException, signum: Optional[int], progress: BuildProgress) -> str:
-    kept = [path for path in progress.staging if swap.pending(path)]
-    if kept:  # the swap could not be rolled back (rare: the file system failed twice)
-        return (f"{one_line_reason(error)}; the swap could not be undone: the previous build is kept in {kept[0]} "
+    if progress.staging and swap.pending(progress.staging):  # the swap could not be rolled back (rare: the file system failed twice)
+        return (f"{one_line_reason(error)}; the swap could not be undone: the previous build is kept in {progress.staging} "
                 "and the next build puts it back")
     if signum is None:
         return one_line_reason(error)
-    name = signal.Signals(signum).name
+    name = signal_name(signum)
     if progress.swapped:
         return f"interrupted ({name}) after the new shards and README were swapped in; the build is complete"
     return f"interrupted ({name}); the previous shards and README are untouched"
@@ -340,7 +341,7 @@ def _summary(config: str, repo: str, split_rows: dict, split_shards: dict, repor
             lines.append(f"  {split}: not written (image cap 0)")
     for source, per_split in report["sources"].items():
         for split, stats in per_split.items():
-            skipped = ", ".join(f"{reason} {count}" for reason, count in stats["skipped"].items()) or "none skipped"
+            skipped = _skipped_text(stats["skipped"]) or "none skipped"
             lines.append(f"  {source}/{split}: {stats['items_written']} of {stats['items_selected']} items written ({skipped})")
     return "\n".join(lines)
 

@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import sys
-from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -61,11 +60,10 @@ def prepare_scratch(scratch: str) -> None:
 def refuse_a_data_folder(scratch: str) -> None:
     """A dataset repository's data/ holds only shards built from the real sources: the demo writes
     nothing there, not even its marker (the same rule as make_sample_mirror.check_destination)."""
-    resolved = Path(scratch).resolve()
-    for folder in (resolved, *resolved.parents):
-        if folder.name == "data" and make_sample_mirror._is_dataset_repository(folder.parent):
-            raise ScratchError(f"{scratch}: inside {folder}, a dataset repository's data folder; "
-                               "pass --scratch with a directory outside it")
+    folder = make_sample_mirror.repository_data_folder(scratch)
+    if folder is not None:
+        raise ScratchError(f"{scratch}: inside {folder}, a dataset repository's data folder; "
+                           "pass --scratch with a directory outside it")
 
 
 def _not_written_by_a_demo(scratch: str, entries: set) -> str | None:

@@ -49,6 +49,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from sample_mirror.coco import write_coco_annotations
 from sample_mirror.gqa import allocate_gqa_ids, write_gqa_questions
@@ -68,7 +69,7 @@ from sample_mirror.zipjson import ZIP_DATE_TIME
 
 __all__ = [
     # the entry point's own API
-    "MANIFEST_NAME", "check_destination", "main", "write_sample_mirror",
+    "MANIFEST_NAME", "check_destination", "main", "repository_data_folder", "write_sample_mirror",
     # re-exports
     "COCO_SUB", "GQA_REAL_TRAIN", "GQA_SUB", "OKVQA_FILES", "OKVQA_QUESTION_TYPES", "OVERLAP_REASON", "SOURCES",
     "SPLITS", "VQAV2_FILES", "ZIP_DATE_TIME",
@@ -160,11 +161,10 @@ def check_destination(out: Path) -> None:
     """Refuse (ValueError, one line) a dataset repository's data/ folder or anything under it, and a
     directory holding mirror-like files (.zip, .json) that an earlier run of this generator did not
     write: they are only overwritten when the manifest there lists them."""
-    resolved = out.resolve()
-    for folder in (resolved, *resolved.parents):
-        if folder.name == "data" and _is_dataset_repository(folder.parent):
-            raise ValueError(f"{out}: inside {folder}, a dataset repository's data folder, which holds only shards "
-                             "built from the real sources; write the mirror somewhere else")
+    folder = repository_data_folder(out)
+    if folder is not None:
+        raise ValueError(f"{out}: inside {folder}, a dataset repository's data folder, which holds only shards "
+                         "built from the real sources; write the mirror somewhere else")
     if not out.is_dir():
         return
     manifest = out / MANIFEST_NAME
@@ -178,6 +178,14 @@ def check_destination(out: Path) -> None:
         if name.endswith((".zip", ".json")) and name != MANIFEST_NAME and name not in listed:
             raise ValueError(f"{out / name}: not written by this generator (not in {MANIFEST_NAME}); refusing to "
                              "overwrite it: choose an empty directory")
+
+
+def repository_data_folder(path) -> Optional[Path]:
+    """The dataset repository's data/ folder that `path` is or lies in, if any: it holds only shards
+    built from the real sources, so nothing generated may be written there."""
+    resolved = Path(path).resolve()
+    return next((folder for folder in (resolved, *resolved.parents)
+                 if folder.name == "data" and _is_dataset_repository(folder.parent)), None)  # fmt: skip
 
 
 def _is_dataset_repository(folder: Path) -> bool:

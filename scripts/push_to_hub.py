@@ -64,8 +64,8 @@ class Commit:
     delete_under: list  # the data/<config>/ folders whose stale files this commit deletes
 
 
-def files_to_upload(repo_dir: str) -> list[tuple[str, int]]:
-    """(path relative to repo_dir, size) of every file the upload sends, filtered exactly as upload_folder does."""
+def files_to_upload(repo_dir: str) -> list[str]:
+    """Every file the upload sends (paths relative to repo_dir), filtered exactly as upload_folder does."""
     from huggingface_hub.utils import filter_repo_objects
 
     relative = []
@@ -74,7 +74,7 @@ def files_to_upload(repo_dir: str) -> list[tuple[str, int]]:
         for name in files:
             relative.append(os.path.relpath(os.path.join(root, name), repo_dir).replace(os.sep, "/"))
     selected = filter_repo_objects(sorted(relative), allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
-    return [(path, os.path.getsize(os.path.join(repo_dir, path))) for path in selected]
+    return list(selected)
 
 
 def check_shards(repo_dir: str, files: list[str]) -> None:
@@ -128,7 +128,7 @@ def check_card_configs(repo_dir: str, files: list[str], remote_files: list[str])
             parts = pattern.split("/")
             if len(parts) == 3 and parts[0] == "data":
                 named.setdefault(f"data/{parts[1]}/", name)
-    available = {f"data/{path.split('/')[1]}/" for path in list(files) + list(remote_files) if path.startswith("data/") and path.count("/") == 2}
+    available = {f"data/{config}/" for config in pushed_configs([*files, *remote_files])}
     pushed = {f"data/{config}/" for config in pushed_configs(files)}
     for folder, name in sorted(named.items()):
         if folder not in available:
@@ -191,7 +191,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--commit-message", default="Update dataset")
     args = parser.parse_args(argv)
 
-    files = [path for path, _ in files_to_upload(args.repo_dir)]
+    files = files_to_upload(args.repo_dir)
     try:
         if not any(path.startswith("data/") for path in files):
             raise PushError("no built shards under data/: run scripts/build.py first")

@@ -48,7 +48,7 @@ class FakeHub:
 
 
 def files_of(repo) -> dict:
-    return {path: (repo / path).read_bytes() for path, _ in push_to_hub.files_to_upload(str(repo))}
+    return {path: (repo / path).read_bytes() for path in push_to_hub.files_to_upload(str(repo))}
 
 
 def assert_loadable(repo) -> None:
@@ -82,7 +82,7 @@ def published_and_local(tmp_path_factory):
 def test_push_replaces_only_the_pushed_configs_files(published_and_local, tmp_path):
     published, local = published_and_local
     hub = FakeHub(files_of(published))
-    files = [path for path, _ in push_to_hub.files_to_upload(str(local))]
+    files = push_to_hub.files_to_upload(str(local))
     commits = push_to_hub.push(hub, "me/ds", str(local), files, "Update")
 
     full_before = {path: data for path, data in files_of(published).items() if path.startswith("data/full/")}
@@ -103,7 +103,7 @@ def test_push_replaces_only_the_pushed_configs_files(published_and_local, tmp_pa
 def test_a_push_that_fails_between_commits_leaves_the_hub_loadable(published_and_local, tmp_path, fail_at_commit):
     published, local = published_and_local
     hub = FakeHub(files_of(published), fail_at_commit=fail_at_commit)
-    files = [path for path, _ in push_to_hub.files_to_upload(str(local))]
+    files = push_to_hub.files_to_upload(str(local))
     with pytest.raises(ConnectionError):
         push_to_hub.push(hub, "me/ds", str(local), files, "Update")
     before = files_of(published)
@@ -161,12 +161,12 @@ def test_a_card_that_would_hide_or_invent_a_config_is_refused(published_and_loca
     info = DatasetInfosDict.from_directory(str(local))["small"]
     (fresh / "README.md").write_text(updated_card(None, "small", info, list(SPLITS)))
     hub = FakeHub(files_of(published))
-    files = [path for path, _ in push_to_hub.files_to_upload(str(fresh))]
+    files = push_to_hub.files_to_upload(str(fresh))
     with pytest.raises(push_to_hub.PushError, match=r"no config reads the Hub's data/full/"):
         push_to_hub.push(hub, "me/ds", str(fresh), files, "Update")
     empty_hub = FakeHub({})
     with pytest.raises(push_to_hub.PushError, match=r"config '(full|vqav2|gqa|okvqa|coco)' reads data/full/ but neither"):
-        push_to_hub.push(empty_hub, "me/ds", str(local), [path for path, _ in push_to_hub.files_to_upload(str(local))], "Update")
+        push_to_hub.push(empty_hub, "me/ds", str(local), push_to_hub.files_to_upload(str(local)), "Update")
     assert [call[0] for call in hub.calls + empty_hub.calls] == ["list_repo_files", "list_repo_files"]
 
 
@@ -203,7 +203,7 @@ def test_a_card_with_broken_yaml_is_refused_in_one_line(published_and_local, tmp
     (repo / "README.md").write_text("---\nconfigs: [\n---\n# card\n")
     hub = FakeHub(files_of(local))
     with pytest.raises(push_to_hub.PushError, match=r"^README.md: cannot read the front matter: "):
-        push_to_hub.push(hub, "me/ds", str(repo), [path for path, _ in push_to_hub.files_to_upload(str(repo))], "Update")
+        push_to_hub.push(hub, "me/ds", str(repo), push_to_hub.files_to_upload(str(repo)), "Update")
     assert [call[0] for call in hub.calls] == ["list_repo_files"]
 
 
