@@ -17,6 +17,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from typing import Callable, Optional
 
 from .errors import exception_chain
@@ -53,14 +54,38 @@ def interrupts_raise(stop_now: Callable[[int], None]):
         finally:
             os._exit(128 + signum)
 
+    with _handlers(handler):
+        _HANDLING = True
+        try:
+            yield
+        finally:
+            _HANDLING = False
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Hold SIGINT and SIGTERM back for the block, then deliver them (only the main thread has handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        with _handlers(lambda signum, frame: received.append(signum)):
+            yield
+    finally:
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def _handlers(handler):
+    """SIGINT and SIGTERM go to `handler` for the block; the previous handlers come back after it."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, handler)
-    _HANDLING = True
     try:
         yield
     finally:
-        _HANDLING = False
         for signum, old in previous.items():
             signal.signal(signum, old)
 

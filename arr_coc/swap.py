@@ -23,9 +23,9 @@ import json
 import logging
 import os
 import shutil
-import signal
-import threading
 from typing import Optional
+
+from .interrupts import held_signals
 
 logger = logging.getLogger(__name__)
 
@@ -146,22 +146,3 @@ def _forget(staging: str) -> None:
     """The swap is settled (done or undone): what is left in staging is no longer needed."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(staging, JOURNAL))
-
-
-@contextlib.contextmanager
-def held_signals():
-    """Hold SIGINT and SIGTERM back for the block, then deliver them (only the main thread has handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
