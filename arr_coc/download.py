@@ -28,7 +28,8 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .errors import SourceFormatError
-from .retry import NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
+from .remote import retried_range_reader
+from .retry import NotThere, RetryPolicy, filesystem_for, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +126,14 @@ def _fetch_to_partial(fs, path: str, url: str, dest: str, remote: RemoteFile, po
         with open(partial, "wb") as handle:
             handle.write(data)
         return
-    fetch = _span_fetcher(fs, path, url, remote.size)
-
-    def fetch_retried(span: tuple[int, int]) -> bytes:
-        return with_retries(lambda: fetch(*span), url=url, byte_range=span, policy=policy)
+    fetch = _span_fetcher(fs, path, url, remote.size, policy)
 
     spans = [(start, min(start + CHUNK_SIZE, remote.size)) for start in range(offset, remote.size, CHUNK_SIZE)]
     name = os.path.basename(url.split("?", 1)[0])
     with open(partial, "ab") as handle, tqdm(
         total=remote.size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=not progress
     ) as bar:
-        for data in _in_order(fetch_retried, spans, PARALLEL_CHUNKS):
+        for data in _in_order(lambda span: fetch(*span), spans, PARALLEL_CHUNKS):
             handle.write(data)
             handle.flush()  # what is on disk is what the next run resumes from: always a prefix
             bar.update(len(data))
@@ -185,35 +183,23 @@ def _resume_offset(partial: str, sidecar: str, url: str, remote: RemoteFile) -> 
     return 0
 
 
-def _span_fetcher(fs, path: str, url: str, size: int) -> Callable[[int, int], bytes]:
-    """fetch(start, end) -> exactly those bytes, or TruncatedBody (retryable) when fewer arrive."""
+def _span_fetcher(fs, path: str, url: str, size: int, policy: RetryPolicy) -> Callable[[int, int], bytes]:
+    """fetch(start, end) -> exactly those bytes, retried under the policy (remote.retried_range_reader)."""
     from fsspec.implementations.http import HTTPFileSystem
 
     if isinstance(fs, HTTPFileSystem):
         # fsspec's HTTPFile checks that the answer is a range, not a 200 with the whole file.
         handle = fs.open(path, "rb", block_size=CHUNK_SIZE, size=size, cache_type="none")
-
-        def read(start: int, end: int) -> bytes:
-            return handle._fetch_range(start, end)
+        read = handle._fetch_range
     else:
 
         def read(start: int, end: int) -> bytes:
             return fs.cat_file(path, start=start, end=end)
 
-    def fetch(start: int, end: int) -> bytes:
-        try:
-            data = read(start, end)
-        except ValueError as error:
-            if "support range requests" in str(error):
-                raise SourceFormatError(url, "the server does not support Range requests, which resumable downloads need") from None
-            raise
-        if len(data) < end - start:
-            raise TruncatedBody(f"{len(data)} of {end - start} bytes arrived")
-        if len(data) > end - start:
-            raise SourceFormatError(url, f"the server sent {len(data)} bytes for a range of {end - start}")
-        return data
-
-    return fetch
+    return retried_range_reader(
+        read, url, lambda: SourceFormatError(url, "the server does not support Range requests, which resumable downloads need"),
+        policy,
+    )  # fmt: skip
 
 
 def _verify(url: str, partial: str, remote: RemoteFile) -> None:

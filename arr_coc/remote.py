@@ -20,7 +20,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Callable, Optional
 
 import fsspec
 from fsspec.caching import ReadAheadCache
@@ -251,15 +251,26 @@ class MemberSpanCache(ReadAheadCache):
 
 
 def _range_fetcher(handle, location: str, policy: Optional[RetryPolicy] = None):
-    """The handle's ranged GET under the retry policy, with fsspec's no-Range ValueError turned into
-    our one-line error. A short body is retried (a dropped connection); a long one is an error."""
+    """The handle's ranged GET for a zip archive's member spans (see `retried_range_reader`)."""
+    return retried_range_reader(
+        handle._fetch_range, location,
+        lambda: RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file")),
+        policy,
+    )  # fmt: skip
+
+
+def retried_range_reader(read: Callable[[int, int], bytes], location: str, no_range: Callable[[], SourceFormatError],
+                         policy: Optional[RetryPolicy] = None) -> Callable[[int, int], bytes]:
+    """fetch(start, end) -> exactly those bytes of `location`: `read(start, end)` under the retry policy.
+    fsspec's ValueError for a server that answers a ranged GET with the whole file becomes `no_range()`;
+    a short body is retried (a dropped connection); a long one is an error."""
 
     def fetch_once(start: int, end: int) -> bytes:
         try:
-            data = handle._fetch_range(start, end)
+            data = read(start, end)
         except ValueError as error:
             if _FSSPEC_NO_RANGE in str(error):
-                raise RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file")) from None
+                raise no_range() from None
             raise
         if len(data) < end - start:
             raise TruncatedBody(f"the server sent {len(data)} bytes for the range {start}-{end - 1}")
