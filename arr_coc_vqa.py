@@ -28,14 +28,16 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from arr_coc import decontamination, schema, sources, vg  # noqa: E402
-from arr_coc.download import cached_download  # noqa: E402
-from arr_coc.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
-from arr_coc.report import decontamination_report  # noqa: E402
-from arr_coc.retry import NetworkError  # noqa: E402
-from arr_coc.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
-from arr_coc.errors import SourceFormatError  # noqa: E402
-from arr_coc.stats import ShardStats, failures, merge, merge_images_skipped, record_failure  # noqa: E402
+from arr_coc import schema  # noqa: E402
+from arr_coc.network.download import cached_download  # noqa: E402
+from arr_coc.network.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
+from arr_coc.network.retry import NetworkError  # noqa: E402
+from arr_coc.pipeline import decontamination  # noqa: E402
+from arr_coc.pipeline.report import decontamination_report  # noqa: E402
+from arr_coc.pipeline.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
+from arr_coc.pipeline.stats import ShardStats, failures, merge, merge_images_skipped, record_failure  # noqa: E402
+from arr_coc.process.errors import SourceFormatError  # noqa: E402
+from arr_coc.readers import sources, vg  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 if __name__ == "__main__":  # before the slow imports (datasets): Ctrl-C or SIGTERM now is one line and 128 + signum
-    from arr_coc import interrupts
+    from arr_coc.process import interrupts
 
     interrupts.exit_on_interrupt(lambda signum: f"interrupted ({interrupts.signal_name(signum)}); nothing was changed")
 
@@ -35,16 +35,23 @@ from typing import Optional  # noqa: E402
 import datasets  # noqa: E402
 from datasets.splits import SplitDict, SplitInfo  # noqa: E402
 
-from arr_coc.card import updated_card  # noqa: E402
-from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
-from arr_coc.download import downloads_dir  # noqa: E402
-from arr_coc.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
-from arr_coc import swap  # noqa: E402
-from arr_coc.errors import SourceFormatError, exception_chain  # noqa: E402
-from arr_coc.interrupts import Interrupted, exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_name, signal_of  # noqa: E402
-from arr_coc.export import write_split  # noqa: E402
-from arr_coc.report import ReportInvariantError, build_report  # noqa: E402
-from arr_coc.retry import NetworkError, RetryPolicy  # noqa: E402
+from arr_coc.network.download import downloads_dir  # noqa: E402
+from arr_coc.network.retry import NetworkError, RetryPolicy  # noqa: E402
+from arr_coc.pipeline.report import ReportInvariantError, build_report  # noqa: E402
+from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
+from arr_coc.process.errors import SourceFormatError, exception_chain  # noqa: E402
+from arr_coc.process.interrupts import (  # noqa: E402
+    Interrupted,
+    exit_on_interrupt,
+    ignore_interrupts_from_now_on,
+    interrupts_raise,
+    signal_name,
+    signal_of,
+)
+from arr_coc.publish import swap  # noqa: E402
+from arr_coc.publish.card import updated_card  # noqa: E402
+from arr_coc.publish.export import write_split  # noqa: E402
+from arr_coc.publish.staging import discard, remove_stale, repository_lock, staging_directory  # noqa: E402
 from arr_coc.schema import FEATURES, SPLITS  # noqa: E402
 from arr_coc_vqa import ArrCocVqa, ArrCocVqaConfig  # noqa: E402
 
@@ -263,7 +270,7 @@ def _skipped_text(skipped: dict) -> str:
 def _swap_in_with_card(
     repo: str, config: str, staging: str, info, splits: list[str], progress: BuildProgress, source_infos: dict
 ) -> None:
-    """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/swap.py).
+    """Write the new card next to the new shards and swap both in, all or nothing (arr_coc/publish/swap.py).
 
     The README is read under the repository lock, so a concurrent build of another config that
     swapped in meanwhile keeps its entries."""
@@ -295,7 +302,7 @@ def _read_text(path: str) -> Optional[str]:
 
 
 def _stop_now(progress: BuildProgress):
-    """What an interrupt does when worker processes run (see arr_coc/interrupts.py): remove our
+    """What an interrupt does when worker processes run (see arr_coc/process/interrupts.py): remove our
     staging folder and print the one line; the caller then exits."""
 
     def stop(signum: int) -> None:

@@ -25,8 +25,8 @@ sys.path.insert(0, HERE)
 
 import build  # noqa: E402
 import make_sample_mirror  # noqa: E402
-from arr_coc import staging  # noqa: E402
 
+from arr_coc.publish import staging  # noqa: E402
 
 MARKER = ".arr-coc-demo-scratch"
 MIRROR = "sample_mirror"

@@ -4,7 +4,7 @@
     python scripts/fetch_sources.py OUT_DIR [--sources vqav2,gqa,okvqa,coco] [--from BASE_URL]
                                     [--dry-run] [--jobs N] [--max-retries N]
 
-Fetches the official download files (arr_coc.sources.OFFICIAL_URLS), or with `--from` the same file
+Fetches the official download files (arr_coc.readers.sources.OFFICIAL_URLS), or with `--from` the same file
 names from another mirror (an http(s) URL or any fsspec URL: s3://, gs://, hf://datasets/...), into
 OUT_DIR in the mirror layout (flat, official base names, unextracted). It first prints every file with
 its expected size, then fetches several files in parallel. Each file is written as
@@ -24,7 +24,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 if __name__ == "__main__":  # before the slower imports: Ctrl-C or SIGTERM now is one line and 128 + signum
-    from arr_coc.interrupts import exit_on_interrupt, signal_name
+    from arr_coc.process.interrupts import exit_on_interrupt, signal_name
 
     exit_on_interrupt(lambda signum: f"interrupted ({signal_name(signum)}); nothing was fetched")
 
@@ -36,12 +36,13 @@ from typing import Optional, Sequence  # noqa: E402
 
 from tqdm.auto import tqdm  # noqa: E402
 
-from arr_coc import schema, sources  # noqa: E402
-from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
-from arr_coc.download import INCOMPLETE_SUFFIX, LOCK_SUFFIX, download, remove_if_present  # noqa: E402
-from arr_coc.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
-from arr_coc.remote import check_protocol, is_url, join_location  # noqa: E402
-from arr_coc.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
+from arr_coc import schema  # noqa: E402
+from arr_coc.network.download import INCOMPLETE_SUFFIX, LOCK_SUFFIX, download, remove_if_present  # noqa: E402
+from arr_coc.network.remote import check_protocol, is_url, join_location  # noqa: E402
+from arr_coc.network.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
+from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
+from arr_coc.process.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.readers import sources  # noqa: E402
 
 logger = logging.getLogger("fetch_sources")
 
@@ -75,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with interrupts_raise(lambda signum: tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)):  # SIGTERM like Ctrl-C
             return fetch(args)
-    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as arr_coc.interrupts.Interrupted
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as arr_coc.process.interrupts.Interrupted
         # Worker threads would go on downloading: leave now; the partial files resume next time.
         # tqdm.write: on its own line, not glued to a progress bar still drawn by another thread.
         tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)

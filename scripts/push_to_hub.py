@@ -39,7 +39,8 @@ ALLOW_PATTERNS = [
     "README.md",
     ".gitattributes",
     "arr_coc_vqa.py",
-    "arr_coc/*.py",
+    "docs/*.md",
+    "arr_coc/*.py",  # fnmatch: `*` also crosses `/`, so this takes arr_coc/<layer>/*.py (and scripts/ its packages)
     "requirements*.txt",
     "data/*/*.parquet",
     "data/*/build_report.json",

@@ -34,7 +34,7 @@ from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from arr_coc.cli import non_negative_int, positive_int  # noqa: E402
+from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
 
 logger = logging.getLogger("stream_ddp")
 

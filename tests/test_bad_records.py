@@ -19,11 +19,12 @@ import pytest
 from helpers import ROOT, make_mirror
 from PIL import Image
 
-from arr_coc import coco, gqa, images, jsonstream, okvqa, vqav2
-from arr_coc.collect import collect_vqa, new_image_items
-from arr_coc.errors import SourceFormatError
-from arr_coc.report import ReportInvariantError, check_invariant
-from arr_coc.selection import ImageSelector
+from arr_coc.pipeline import images
+from arr_coc.pipeline.collect import collect_vqa, new_image_items
+from arr_coc.pipeline.report import ReportInvariantError, check_invariant
+from arr_coc.pipeline.selection import ImageSelector
+from arr_coc.process.errors import SourceFormatError
+from arr_coc.readers import coco, gqa, jsonstream, okvqa, vqav2
 from arr_coc_vqa import ArrCocVqa
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
@@ -159,7 +160,7 @@ def test_gqa_duplicate_question_id_names_both_records():
 
 def test_equal_hashes_of_different_ids_are_not_duplicates(monkeypatch):
     # Force every id into one hash bucket: the second read must tell different ids apart.
-    import arr_coc.unique as unique
+    import arr_coc.readers.unique as unique
 
     monkeypatch.setattr(unique, "hash", lambda _: 7, raising=False)
     records = read_all(vqav2.iter_questions, {"questions": [question(1), question(2), question(3)]})
@@ -267,12 +268,12 @@ def test_bad_record_is_one_line_from_build_py(mirror, tmp_path, source, num_proc
 
 @pytest.mark.parametrize("num_proc", [None, 2])
 def test_unexpected_failure_in_a_shard_names_source_split_and_file(mirror, tmp_path, monkeypatch, num_proc):
-    import arr_coc.shard
+    import arr_coc.pipeline.shard
 
     def broken_rows(*args, **kwargs):
         raise ZeroDivisionError("division by zero\n  in a made-up place")
 
-    monkeypatch.setattr(arr_coc.shard, "vqa_rows", broken_rows)  # forked workers inherit it
+    monkeypatch.setattr(arr_coc.pipeline.shard, "vqa_rows", broken_rows)  # forked workers inherit it
     reasons = build_failures(mirror, tmp_path, ("okvqa",), num_proc=num_proc)
     assert reasons and all("\n" not in reason for reason in reasons)
     assert re.fullmatch(
@@ -443,12 +444,12 @@ def test_image_id_mismatch_names_the_questions_file_too(mirror, tmp_path):
 
 
 def test_io_error_without_a_file_name_gets_the_shards_file(mirror, tmp_path, monkeypatch):
-    import arr_coc.shard
+    import arr_coc.pipeline.shard
 
     def failing_rows(*args, **kwargs):
         raise OSError(5, "Input/output error")  # as a failing disk reports it: no file name
 
-    monkeypatch.setattr(arr_coc.shard, "caption_rows", failing_rows)
+    monkeypatch.setattr(arr_coc.pipeline.shard, "caption_rows", failing_rows)
     [reason, *_] = build_failures(mirror, tmp_path, ("coco",))
     assert reason == f"{mirror}/annotations_trainval2014.zip:annotations/captions_train2014.json: building coco train failed: OSError: [Errno 5] Input/output error"
 

@@ -8,7 +8,7 @@ import datasets
 import pytest
 from helpers import SPLITS, image_member, make_mirror, member_sha256, prepared, raw_rows, smallest_digest_images
 
-from arr_coc.errors import SourceFormatError
+from arr_coc.process.errors import SourceFormatError
 from arr_coc_vqa import ArrCocVqa
 
 SOURCE_NAMES = ["vqav2", "gqa", "okvqa", "coco"]

@@ -12,13 +12,14 @@ import subprocess
 import sys
 import zipfile
 
+import build
 import datasets
 import pytest
 from helpers import ROOT, SPLITS, make_mirror, prepared, raw_rows, run_readme_snippets
 
-import build
-from arr_coc import decontamination, vg
-from arr_coc.errors import SourceFormatError
+from arr_coc.pipeline import decontamination
+from arr_coc.process.errors import SourceFormatError
+from arr_coc.readers import vg
 from arr_coc_vqa import ArrCocVqa
 
 REALDATA = os.environ.get("ARR_COC_REALDATA") or os.path.join(ROOT, "..", "shared", "realdata")

@@ -1,4 +1,4 @@
-"""Resumable, verified downloads (`arr_coc.download`) and the retry policy (`arr_coc.retry`), against
+"""Resumable, verified downloads (`arr_coc.network.download`) and the retry policy (`arr_coc.network.retry`), against
 a real server on 127.0.0.1 whose log shows which bytes every run asked for."""
 
 import email.utils
@@ -14,11 +14,11 @@ import pytest
 import tenacity
 from helpers import ROOT
 from multidict import CIMultiDict, CIMultiDictProxy
-from range_server import FileServer, Faults
+from range_server import Faults, FileServer
 
-from arr_coc import download, retry
-from arr_coc.errors import SourceFormatError
-from arr_coc.retry import NetworkError, NotThere, RetryPolicy
+from arr_coc.network import download, retry
+from arr_coc.network.retry import NetworkError, NotThere, RetryPolicy
+from arr_coc.process.errors import SourceFormatError
 
 CHUNK = 64 * 1024
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.01, read_timeout=2.0)
@@ -294,7 +294,7 @@ def test_network_errors_survive_a_trip_between_processes():
 
 def test_an_archive_whose_head_fails_is_a_network_error_not_a_missing_file(served):
     """fsspec reports any failed HEAD as FileNotFoundError; the real status decides."""
-    from arr_coc import remote
+    from arr_coc.network import remote
 
     folder, _ = served
     with FileServer(folder, faults=Faults(status=503)) as server:

@@ -8,15 +8,15 @@ import subprocess
 import sys
 import zipfile
 
+import build
 import datasets
+import push_to_hub
 import pyarrow.parquet as pq
 import pytest
-from helpers import tree_digest, ROOT, SPLITS, by_file_order, make_mirror, prepared, raw_rows, run_readme_snippets
+from helpers import ROOT, SPLITS, by_file_order, make_mirror, prepared, raw_rows, run_readme_snippets, tree_digest
 
-import build
-import push_to_hub
-from arr_coc.card import source_config_entry
-from arr_coc.export import row_group_rows, shard_count, write_split
+from arr_coc.publish.card import source_config_entry
+from arr_coc.publish.export import row_group_rows, shard_count, write_split
 from arr_coc.schema import SOURCES
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
@@ -301,7 +301,7 @@ def test_arrow_size_depends_on_the_rows_not_on_how_the_build_chunked_them():
     # chunk boundaries, a null-free chunk without a validity bitmap) must measure like num_proc=1.
     import pyarrow as pa
 
-    from arr_coc.export import contiguous_nbytes
+    from arr_coc.publish.export import contiguous_nbytes
 
     values = [None if i % 7 == 0 else str(i) for i in range(100)]
     schema = pa.schema(

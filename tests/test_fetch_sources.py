@@ -14,14 +14,14 @@ import threading
 import time
 import zipfile
 
+import build
+import fetch_sources
 import pytest
 from helpers import ROOT, SIGNAL_DURING_IMPORTS, make_mirror, tree_digest
 from range_server import FileServer, RangeRequestHandler
 
-import build
-import fetch_sources
-from arr_coc import download as download_module
-from arr_coc import sources
+from arr_coc.network import download as download_module
+from arr_coc.readers import sources
 
 # Downloads go by ranged chunks; small chunks make a small archive several requests long, as a
 # 20 GB one is with the real chunk size, so that an interruption can fall between two of them.
@@ -148,7 +148,7 @@ def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_pat
     handler = stalling_handler(STALLED_FILE, STALL_AT, stalled, release)
     child = (
         f"import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'scripts')!r}]; "
-        f"import arr_coc.download; arr_coc.download.CHUNK_SIZE = {CHUNK}; "
+        f"import arr_coc.network.download; arr_coc.network.download.CHUNK_SIZE = {CHUNK}; "
         "import fetch_sources; sys.exit(fetch_sources.main(sys.argv[1:]))"
     )
     with FileServer(mirror, handler=handler) as server:

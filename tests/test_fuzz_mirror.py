@@ -16,13 +16,13 @@ import subprocess
 import sys
 import zipfile
 
+import build
 import datasets
 import pytest
 from helpers import ROOT, make_mirror, tree_digest
 
-import build
-from arr_coc import sources
-from arr_coc.report import check_invariant
+from arr_coc.pipeline.report import check_invariant
+from arr_coc.readers import sources
 from arr_coc_vqa import ArrCocVqa
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")

@@ -8,15 +8,15 @@ import re
 import zipfile
 from collections import Counter
 
+import build
 import datasets
 import pytest
-from helpers import tree_digest, ROOT, SPLITS, by_file_order, make_mirror, raw_rows
+from helpers import ROOT, SPLITS, by_file_order, make_mirror, raw_rows, tree_digest
 from range_server import FileServer, RangeRequestHandler
 from torch.utils.data import DataLoader
 
-import build
-from arr_coc import remote
-from arr_coc.remote import RangeRequestsUnsupported
+from arr_coc.network import remote
+from arr_coc.network.remote import RangeRequestsUnsupported
 from arr_coc_vqa import ArrCocVqa
 
 IMAGE_ARCHIVES = ("train2014.zip", "val2014.zip", "images.zip")

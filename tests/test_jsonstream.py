@@ -8,8 +8,8 @@ import random
 import ijson
 import pytest
 
-from arr_coc import jsonstream
-from arr_coc.errors import SourceFormatError
+from arr_coc.process.errors import SourceFormatError
+from arr_coc.readers import jsonstream
 
 
 def collect(items, error_type):

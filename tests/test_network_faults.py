@@ -11,13 +11,13 @@ import shutil
 import socket
 import zipfile
 
+import build
 import datasets
 import pytest
 from helpers import SPLITS, by_file_order, raw_rows, tree_digest
-from range_server import FileServer, Faults
+from range_server import Faults, FileServer
 
-import build
-from arr_coc import sources
+from arr_coc.readers import sources
 from arr_coc_vqa import ArrCocVqa
 
 CAPS = {"max_images_train": 3, "max_images_validation": 2}

@@ -7,12 +7,12 @@ import importlib.util
 import os
 import zipfile
 
+import build
 import datasets
 import pytest
 from helpers import SPLITS, by_file_order, raw_rows, tree_digest
 
-import build
-from arr_coc import remote
+from arr_coc.network import remote
 from arr_coc_vqa import ArrCocVqa
 
 pytest.importorskip("s3fs", reason="s3:// mirrors need the optional package s3fs (requirements-test.txt)")

@@ -13,7 +13,7 @@ import pytest
 from helpers import SPLITS, prepared, raw_rows
 from range_server import FileServer
 
-from arr_coc import sources
+from arr_coc.readers import sources
 from arr_coc_vqa import ArrCocVqa
 
 COCO_ARCHIVES = ("train2014.zip", "val2014.zip")

@@ -4,13 +4,12 @@ every commit. A stand-in for HfApi records the calls and keeps the Hub's files i
 import os
 import shutil
 
+import build
 import datasets
+import push_to_hub
 import pytest
 from helpers import SPLITS, make_mirror, tree_digest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-import build
-import push_to_hub
 
 
 class FakeHub:
@@ -156,7 +155,7 @@ def test_a_card_that_would_hide_or_invent_a_config_is_refused(published_and_loca
     shutil.copytree(local / "data", fresh / "data")
     from datasets.info import DatasetInfosDict
 
-    from arr_coc.card import updated_card
+    from arr_coc.publish.card import updated_card
 
     info = DatasetInfosDict.from_directory(str(local))["small"]
     (fresh / "README.md").write_text(updated_card(None, "small", info, list(SPLITS)))
@@ -181,14 +180,15 @@ def test_dry_run_lists_exactly_the_repo_files_and_no_token(published_and_local, 
         path = repo / junk
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"HF_TOKEN={secret}")
-    for wanted in ("arr_coc_vqa.py", "arr_coc/schema.py", "tests/test_export.py", ".gitattributes"):
+    for wanted in ("arr_coc_vqa.py", "arr_coc/schema.py", "arr_coc/network/retry.py", "docs/rebuilding.md", "tests/test_export.py", ".gitattributes"):
         path = repo / wanted
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# copy")
     assert push_to_hub.main(["--dry-run", "--repo-dir", str(repo)]) == 0
     out = capsys.readouterr().out
     listed = [line.split()[-1] for line in out.splitlines() if line.startswith("  add")]
-    expected = ["README.md", ".gitattributes", "arr_coc_vqa.py", "arr_coc/schema.py", "scripts/build.py", "tests/test_export.py"]
+    expected = ["README.md", ".gitattributes", "arr_coc_vqa.py", "arr_coc/schema.py", "arr_coc/network/retry.py", "docs/rebuilding.md"]
+    expected += ["scripts/build.py", "tests/test_export.py"]
     expected += [f"data/small/{name}" for name in os.listdir(repo / "data" / "small")]
     assert sorted(listed) == sorted(expected)
     total = sum(os.path.getsize(repo / path) for path in expected)

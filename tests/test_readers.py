@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from arr_coc import coco, gqa, okvqa, vqav2
-from arr_coc.collect import collect_coco, collect_gqa, collect_vqa, new_image_items
-from arr_coc.conversations import caption_rows, question_order, vqa_rows
-from arr_coc.errors import SourceFormatError
-from arr_coc.images import CheckedImage
-from arr_coc.selection import ImageSelector
+from arr_coc.pipeline.collect import collect_coco, collect_gqa, collect_vqa, new_image_items
+from arr_coc.pipeline.conversations import caption_rows, question_order, vqa_rows
+from arr_coc.pipeline.images import CheckedImage
+from arr_coc.pipeline.selection import ImageSelector
+from arr_coc.process.errors import SourceFormatError
+from arr_coc.readers import coco, gqa, okvqa, vqav2
 
 
 def stream(document) -> io.BytesIO:

@@ -13,12 +13,12 @@ import sys
 import textwrap
 import time
 
+import build
 import datasets
 import pytest
 from helpers import ROOT, SPLITS, tree_digest
 
-import build
-from arr_coc import staging, swap
+from arr_coc.publish import staging, swap
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
 CONFIG = "small"
@@ -227,7 +227,7 @@ def test_sigterm_once_the_build_is_complete_and_reported_does_not_turn_it_into_a
 SIGTERM_IN_SWAP = """
 import os, runpy, signal, sys
 sys.path.insert(0, {root!r})
-from arr_coc import swap
+from arr_coc.publish import swap
 apply = swap._apply
 def apply_then_sigterm(*args):
     apply(*args)
@@ -258,7 +258,7 @@ KILLED_IN_SWAP = textwrap.dedent(
     import os, signal, sys
     sys.path[:0] = [{root!r}, os.path.join({root!r}, "scripts")]
     import build
-    from arr_coc import swap
+    from arr_coc.publish import swap
 
     def dying_apply(repo, config, staging):
         target = os.path.join(repo, "data", config)
@@ -296,7 +296,7 @@ OWNS_A_STAGING_DIR = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from arr_coc.staging import staging_directory
+    from arr_coc.publish.staging import staging_directory
     with staging_directory({repo!r}, "full") as path:
         open(path + "/partial.parquet", "w").write("half a shard")
         print(path, flush=True)

@@ -7,7 +7,7 @@ spaces, so they are normalised.
 
 from typing import BinaryIO, Iterator
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 from .fields import blank, integer_id, text
 from .jsonstream import iter_list_items
 from .records import Caption

@@ -1,7 +1,7 @@
 """`data/<config>/build_report.json`: what the build read, wrote and skipped."""
 
+from ..schema import SOURCES, SPLITS
 from .decontamination import RULES
-from .schema import SOURCES, SPLITS
 
 
 class ReportInvariantError(AssertionError):

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterator, Optional
 
 import ijson
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 
 CHUNK_BYTES = 1 << 20
 _WHITESPACE = re.compile(r"[ \t\n\r]*")

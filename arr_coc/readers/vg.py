@@ -8,7 +8,7 @@ readers (the official driver) write `id` instead of `image_id`: both are accepte
 
 from typing import BinaryIO, Iterator, Optional
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 from .jsonstream import iter_array_items
 
 ARCHIVE = "image_data.json.zip"

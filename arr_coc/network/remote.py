@@ -7,7 +7,7 @@ central directory), and reading a member of up to `MAX_MEMBER_PREFETCH` bytes co
 range GET for that member's bytes; object stores (s3://, gs://, hf://) get the same exact-span
 reads through their filesystem's ranged fetch. A server that ignores Range requests gets a clear
 error instead of a silent download of the whole archive. Every request (the HEAD, each range GET, a
-single-image GET) runs under the build's retry policy (`arr_coc.retry`); a give-up is a one-line
+single-image GET) runs under the build's retry policy (`arr_coc.network.retry`); a give-up is a one-line
 NetworkError.
 
 Credentials for object stores come only from each filesystem's usual environment and config files
@@ -24,10 +24,10 @@ from typing import BinaryIO, Callable, Optional
 
 import fsspec
 from fsspec.caching import ReadAheadCache
-from fsspec.spec import AbstractBufferedFile
 from fsspec.registry import known_implementations
+from fsspec.spec import AbstractBufferedFile
 
-from .errors import SourceFormatError, exception_chain
+from ..process.errors import SourceFormatError, exception_chain
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger

@@ -16,7 +16,7 @@ from typing import BinaryIO, Callable, Iterable, Optional
 
 import numpy as np
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 
 
 class UniqueIds:

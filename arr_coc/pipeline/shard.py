@@ -12,14 +12,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
-from . import coco, gqa, okvqa, vqav2
+from ..network.remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
+from ..readers import coco, gqa, okvqa, vqav2
+from ..readers.sources import coco_file_name, gqa_file_name
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from .conversations import caption_rows, vqa_rows
 from .decontamination import GqaPhotos
 from .images import CheckedImage, ImageStore
-from .remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
 from .selection import ImageSelector
-from .sources import coco_file_name, gqa_file_name
 from .stats import ShardStats
 
 logger = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ SIGTERM becomes an exception like Ctrl-C's, so that the same cleanup and rollbac
 unwinding through datasets' pool teardown prints worker tracebacks (the workers write to a queue
 whose manager is already gone) and can hang on a queue lock held by a worker that died. So the
 parent kills its workers, lets the caller clean up and print its line, and exits at once. Nothing
-is lost by exiting there: arr_coc/swap.py holds signals back during the swap, and a staging folder
-left behind is removed by the next build (arr_coc/staging.py).
+is lost by exiting there: arr_coc/publish/swap.py holds signals back during the swap, and a staging folder
+left behind is removed by the next build (arr_coc/publish/staging.py).
 
 Workers forked during the build ignore SIGINT (a terminal's Ctrl-C reaches the whole process
 group; the parent acts on it), die on a plain SIGTERM (what `Pool.terminate()` sends), and die

@@ -13,7 +13,7 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .schema import SOURCES
+from ..schema import SOURCES
 
 DEFAULT_CONFIG = "full"
 # The config whose files the per-source configs (named after the sources) point at.

@@ -17,9 +17,9 @@ from typing import Optional
 
 from PIL import Image
 
-from .errors import SourceFormatError
-from .remote import network_failure_behind, open_zip, read_url
-from .retry import NetworkError, NotThere
+from ..network.remote import network_failure_behind, open_zip, read_url
+from ..network.retry import NetworkError, NotThere
+from ..process.errors import SourceFormatError
 
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
@@ -114,7 +114,7 @@ class ImageStore:
         """The file's bytes, or None if the source definitely has no such image.
 
         Only a real 404 of a per-image URL or a member absent from its archive is None (`missing_image`);
-        any other network failure has been retried (`arr_coc.retry`) and raises NetworkError.
+        any other network failure has been retried (`arr_coc.network.retry`) and raises NetworkError.
         """
         if self.url_template is not None:
             try:

@@ -10,7 +10,7 @@ and it would become a turn with nothing to say.
 
 from typing import Any
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 
 
 def text(record: dict, key: str, filename: str, record_id) -> str:

@@ -7,8 +7,8 @@ or images (COCO) the split's files hold, whether selected or not.
 
 from typing import Iterable
 
-from .errors import SourceFormatError
-from .records import QA, Annotation, Caption, ImageItems, Question
+from ..process.errors import SourceFormatError
+from ..readers.records import QA, Annotation, Caption, ImageItems, Question
 from .selection import ImageSelector
 
 

@@ -25,7 +25,7 @@ import os
 import shutil
 from typing import Optional
 
-from .interrupts import held_signals
+from ..process.interrupts import held_signals
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 from .remote import retried_range_reader
 from .retry import NotThere, RetryPolicy, filesystem_for, with_retries
 

@@ -3,7 +3,7 @@
 Each staging directory `<config>-<pid>-<random>` has a lock file beside it (`<name>.lock`) that its
 build holds with `flock` for as long as it runs. The kernel drops the lock when the process ends,
 however it ends (SIGKILL and the OOM killer included), so a lock that can be taken means the owner
-is gone: `remove_stale` finishes that build's swap if it died in one (see arr_coc/swap.py) and
+is gone: `remove_stale` finishes that build's swap if it died in one (see arr_coc/publish/swap.py) and
 deletes the directory. A directory whose lock is held belongs to a running build and is left alone.
 
 Swaps and that recovery also hold a lock on the repository directory itself, so two builds into
@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 
-from arr_coc import swap
+from . import swap
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,18 @@ readable category; it may come before or after the `annotations` list.
 from collections import Counter
 from typing import BinaryIO, Iterator, Mapping
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 from .fields import blank, integer_id, optional_text
 from .jsonstream import iter_list_items, read_value
 from .records import Annotation, SharedValues
 from .unique import UniqueIds
-from .vqav2 import answers_in_id_order, checked_answer_type, question_ids, record_question_id
-from .vqav2 import iter_questions  # noqa: F401  (same question format as VQAv2)
+from .vqav2 import (
+    answers_in_id_order,
+    checked_answer_type,
+    iter_questions,  # noqa: F401  (same question format as VQAv2)
+    question_ids,
+    record_question_id,
+)
 
 
 def read_question_types(stream: BinaryIO, filename: str) -> dict[str, str]:

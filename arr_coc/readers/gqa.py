@@ -8,7 +8,7 @@ the zip root, big_vision implies a `questions1.2/` folder: both are accepted.
 import posixpath
 from typing import BinaryIO, Iterator
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
 from .fields import nonblank_text, optional_object, optional_text, text
 from .jsonstream import iter_dict_items
 from .records import QA, SharedValues

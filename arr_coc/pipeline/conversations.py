@@ -8,9 +8,9 @@ rows pick an instruction and a caption deterministically from (seed, image id).
 import random
 from typing import Iterator, Optional
 
+from ..readers.records import QA, Caption
+from ..schema import ANSWER_TYPES, row_id
 from .images import CheckedImage
-from .records import QA, Caption
-from .schema import ANSWER_TYPES, row_id
 
 CAPTION_INSTRUCTIONS = (
     "Describe this image in one sentence.",

@@ -31,7 +31,7 @@ from typing import Callable, Optional, TypeVar
 
 import tenacity
 
-from .errors import exception_chain
+from ..process.errors import exception_chain
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from . import coco, vg
-from .remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
+from ..network.remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
+from ..readers import coco, vg
 
 logger = logging.getLogger(__name__)
 

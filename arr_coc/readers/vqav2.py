@@ -8,11 +8,11 @@ Annotations: {"annotations": [{"question_id", "image_id", "question_type", "answ
 from operator import itemgetter
 from typing import BinaryIO, Iterator
 
-from .errors import SourceFormatError
+from ..process.errors import SourceFormatError
+from ..schema import ANSWER_TYPES
 from .fields import integer_id, nonblank_text, optional_text, show_value
 from .jsonstream import iter_list_items
 from .records import Annotation, Question, SharedValues
-from .schema import ANSWER_TYPES
 from .unique import UniqueIds, rewound
 
 

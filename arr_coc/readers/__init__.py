@@ -1,0 +1,1 @@
+"""The sources' official files: where they live, and one streaming reader per source."""
