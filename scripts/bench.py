@@ -20,16 +20,16 @@ For each workload it measures, each thing in its own subprocess so that memory p
                 snippets, and datasets' plain shuffle) through 2 DataLoader workers, against today's recipe
                 on the layout issue 13 found: each worker's peak RSS, rows/s, time to the first row and
                 batch, shuffle quality over seeds, by buffer size and row-group size
-                (scripts/bench_streams.py, scripts/bench_loader.py).
+                (scripts/benchmark/streams.py, scripts/benchmark/loader.py).
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
 recorded for every run. The figures are printed as tables with the targets of issues 5 and 13; nothing is
 asserted: `--quick` (small sizes, for CI) only shows that every measurement path runs.
 
-This file holds the workloads, the measurements and the command line; its parts: scripts/bench_measure.py
-(measuring one subprocess, tables), scripts/bench_children.py (the child processes, run as
-`bench.py child <name> ...`), scripts/bench_report.py (tables, targets, JSON), scripts/bench_streams.py and
-scripts/bench_loader.py (the DataLoader streams).
+This file holds the workloads, the measurements and the command line; its parts: scripts/benchmark/measure.py
+(measuring one subprocess, tables), scripts/benchmark/children.py (the child processes, run as
+`bench.py child <name> ...`), scripts/benchmark/report.py (tables, targets, JSON), scripts/benchmark/streams.py and
+scripts/benchmark/loader.py (the DataLoader streams).
 """
 
 import argparse
@@ -44,10 +44,10 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bench_children import CHILDREN
-from bench_measure import MB, Run, measure
-from bench_report import report, to_json
-from bench_streams import measure_streams
+from benchmark.children import CHILDREN
+from benchmark.measure import MB, Run, measure
+from benchmark.report import report, to_json
+from benchmark.streams import measure_streams
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -155,7 +155,7 @@ def largest_annotation(mirror: str) -> tuple[str, str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The measurements (each in a subprocess: bench_measure.measure)
+# The measurements (each in a subprocess: measure.measure)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -266,7 +266,7 @@ class WorkloadResult:
     passthrough: Run
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
-    streams: dict = field(default_factory=dict)  # the card's training streams (bench_streams.measure_streams)
+    streams: dict = field(default_factory=dict)  # the card's training streams (streams.measure_streams)
 
 
 # ---------------------------------------------------------------------------------------------------

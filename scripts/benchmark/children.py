@@ -12,7 +12,7 @@ import time
 import zipfile
 from typing import Optional
 
-from bench_measure import MB
+from benchmark.measure import MB
 
 SPLITS = ("train", "validation")
 SOURCE_ORDER = ("vqav2", "gqa", "okvqa", "coco")
@@ -47,7 +47,7 @@ def child_passthrough(mirror: str, out_dir: str, sources: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from arr_coc import sources as source_files
+    from arr_coc.readers import sources as source_files
 
     gc.disable()
     started = time.perf_counter()
@@ -187,7 +187,7 @@ def _passthrough_rows(mirror: str, source: str, split: str, files):
 
 
 def source_files_original(source: str, split: str) -> str:
-    from arr_coc.sources import ORIGINAL_SPLITS
+    from arr_coc.readers.sources import ORIGINAL_SPLITS
 
     return ORIGINAL_SPLITS[source][split]
 

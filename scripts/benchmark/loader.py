@@ -1,5 +1,5 @@
 """The card's training streams through DataLoader workers, one recipe per subprocess, for
-scripts/bench.py (scripts/bench_streams.py runs the matrix and prints it).
+scripts/bench.py (scripts/benchmark/streams.py runs the matrix and prints it).
 
 A training node runs many DataLoader workers, so what one worker holds decides how much RAM the
 data path takes. The recipes are the README's own snippets, run as they are (`stream`, `ddp`,
@@ -19,7 +19,7 @@ Layouts are compared by rewriting the same rows: other row-group sizes (`rewrite
 export as issue 13 found it, 8 shards of one row group each (`rewrite_as_filed`).
 
 The cheapest measurement of one recipe, on a build the benchmark kept (`scripts/bench.py --keep`):
-    python scripts/bench_loader.py loader /tmp/arr_coc_bench/repo-coco-np1 stream 64
+    python scripts/benchmark/loader.py loader /tmp/arr_coc_bench/repo-coco-np1 stream 64
 """
 
 import json
@@ -28,11 +28,13 @@ import sys
 import time
 from typing import Optional
 
-from bench_measure import proc_status_bytes
-from readme_snippets import run_readme_snippets
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(SCRIPTS)
+if SCRIPTS not in sys.path:  # run by path as a child process: `benchmark` and `readme_snippets` live in scripts/
+    sys.path.insert(0, SCRIPTS)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(HERE)
+from benchmark.measure import proc_status_bytes  # noqa: E402
+from readme_snippets import run_readme_snippets  # noqa: E402
 
 RECIPES = ("shuffled", "stream", "ddp", "mixture")
 MIXTURE_WEIGHTS = {"vqav2": 0.5, "gqa": 0.3, "okvqa": 0.2, "coco": 0.3}  # sources a build lacks are left out
@@ -118,8 +120,8 @@ def order_quality(ids: list[str], positions: dict) -> tuple[Optional[float], Opt
 
 def prepare_streaming_child() -> None:
     """What every child does before it streams."""
-    import torch  # noqa: F401 - a training process has imported it long before it streams
     import datasets
+    import torch  # noqa: F401 - a training process has imported it long before it streams
 
     datasets.disable_progress_bars()
     # datasets 5.2 sleeps 5 s at the end of each worker's shuffled pass; not a cost of the data path.
@@ -187,7 +189,7 @@ def rewrite_row_groups(source_repo: str, target_repo: str, row_group_bytes: int)
     import pyarrow.parquet as pq
 
     sys.path.insert(0, REPO_ROOT)
-    from arr_coc.export import row_group_rows
+    from arr_coc.publish.export import row_group_rows
 
     shutil.rmtree(target_repo, ignore_errors=True)
     shutil.copytree(source_repo, target_repo, ignore=shutil.ignore_patterns("*.parquet"))
@@ -271,5 +273,5 @@ def _ids(batch: list[dict]) -> list[str]:
 
 CHILDREN = {"loader": child_loader, "first-row": child_first_row, "quality": child_quality}
 
-if __name__ == "__main__":  # python scripts/bench_loader.py loader|first-row|quality REPO RECIPE BUFFER [MAX_ROWS | SEEDS]
+if __name__ == "__main__":  # python scripts/benchmark/loader.py loader|first-row|quality REPO RECIPE BUFFER [MAX_ROWS | SEEDS]
     print(json.dumps(CHILDREN[sys.argv[1]](*sys.argv[2:])))

@@ -5,8 +5,8 @@ import os
 import sys
 from dataclasses import asdict
 
-from bench_measure import Run, median, table
-from bench_streams import streams_report, streams_targets
+from benchmark.measure import Run, median, table
+from benchmark.streams import streams_report, streams_targets
 
 # Issue 5's targets, per process on a 2-core machine.
 RSS_BASE_MB = 300

@@ -4,15 +4,15 @@ image-heavy build, against today's recipe as issue 13 found it, and the issue's 
 Baseline ("today's"): datasets' `shuffle(seed, buffer_size=1000)`, the card's recipe when the issue
 was filed, on the export's layout of then (8 shards of one ~66 MB row group, `rewrite_as_filed`),
 measured in the same run as everything it is compared with. Every figure comes from
-scripts/bench_loader.py in its own subprocess.
+scripts/benchmark/loader.py in its own subprocess.
 """
 
 import os
 import sys
 from typing import Optional
 
-import bench_loader
-from bench_measure import MB, measure, median, table
+from benchmark import loader as bench_loader
+from benchmark.measure import MB, measure, median, table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -54,7 +54,7 @@ def layouts(repo: str, work_dir: str, runs: list) -> dict:
 
 
 def _loader_command(mode: str, repo: str, recipe: str, buffer_size: int, *extra: str) -> list[str]:
-    return [sys.executable, os.path.join(HERE, "bench_loader.py"), mode, repo, recipe, str(buffer_size), *extra]
+    return [sys.executable, os.path.join(HERE, "loader.py"), mode, repo, recipe, str(buffer_size), *extra]
 
 
 def measure_streams(repo: str, work_dir: str, quick: bool) -> dict:
