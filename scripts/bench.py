@@ -44,7 +44,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from benchmark.children import CHILDREN
+from benchmark.children import CHILDREN, print_and_exit
 from benchmark.measure import MB, Run, measure
 from benchmark.report import report, to_json
 from benchmark.streams import measure_streams
@@ -330,8 +330,7 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "child":
-        print(json.dumps(CHILDREN[argv[1]](*argv[2:])))
-        return 0
+        print_and_exit(CHILDREN[argv[1]](*argv[2:]))
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.makedirs(args.work_dir, exist_ok=True)

@@ -8,6 +8,7 @@ import glob
 import io
 import json
 import os
+import sys
 import time
 import zipfile
 from typing import Optional
@@ -254,6 +255,15 @@ def _stream_result(rows: int, first: Optional[float], total: float, shards: int,
         "shards": shards,
         "torch_import_s": torch_import_s,
     }
+
+
+def print_and_exit(result: dict) -> None:
+    """A child's last act: its result as one JSON line, then an exit that skips the interpreter's
+    teardown. A stream abandoned after its first row can abort there ("terminate called without an
+    active exception": pyarrow's reader threads, apache/arrow#45214) after the measurement is done."""
+    print(json.dumps(result), flush=True)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 CHILDREN = {
