@@ -1,81 +1,50 @@
 """Bad records never vanish and never become data: a one-line error naming the file and record.
 
-Issue 9, items 5-9 and 13: a file without its record list, nulls, duplicate ids, ids of the wrong
-type, non-UTF-8 bytes far into a file, oversized and bomb-sized images.
+Issue 9, items 5-9: a file without its record list, nulls, duplicate ids, ids of the wrong type,
+non-UTF-8 bytes far into a file; review item 6: blank questions and training targets. Bad archives
+and images: tests/test_bad_archives.py.
 """
 
 import io
 import json
 import os
 import re
-import shutil
-import struct
 import subprocess
 import sys
-import warnings
-import zipfile
 
 import pytest
+from bad_inputs import (
+    COCO_CAPTIONS,
+    GQA_TRAIN,
+    VQAV2_QUESTIONS,
+    annotation,
+    build_failures,
+    coco_document,
+    damaged,
+    fails,
+    gqa_record,
+    okvqa_annotation,
+    question,
+    read_all,
+    set_first,
+    stream,
+)
 from helpers import ROOT, make_mirror
-from PIL import Image
 
-from arr_coc.pipeline import images
 from arr_coc.pipeline.collect import collect_vqa, new_image_items
 from arr_coc.pipeline.report import ReportInvariantError, check_invariant
 from arr_coc.pipeline.selection import ImageSelector
 from arr_coc.process.errors import SourceFormatError
 from arr_coc.readers import coco, gqa, jsonstream, okvqa, vqav2
-from arr_coc_vqa import ArrCocVqa
 
 BUILD = os.path.join(ROOT, "scripts", "build.py")
-VQAV2_QUESTIONS = ("v2_Questions_Train_mscoco.zip", "v2_OpenEnded_mscoco_train2014_questions.json")
-VQAV2_ANNOTATIONS = ("v2_Annotations_Train_mscoco.zip", "v2_mscoco_train2014_annotations.json")
-GQA_TRAIN = ("questions1.2.zip", "train_balanced_questions.json")
-COCO_CAPTIONS = ("annotations_trainval2014.zip", "annotations/captions_train2014.json")
 
 
-def stream(document) -> io.BytesIO:
-    return io.BytesIO(json.dumps(document).encode())
-
-
-def question(qid, image_id=1, text="Q?"):
-    return {"question_id": qid, "image_id": image_id, "question": text}
-
-
-def annotation(qid, image_id=1, answer="yes", **fields):
-    answers = [{"answer_id": i + 1, "answer": answer, "answer_confidence": "yes"} for i in range(10)]
-    return {
-        "question_id": qid,
-        "image_id": image_id,
-        "question_type": "is the",
-        "answer_type": "yes/no",
-        "multiple_choice_answer": answer,
-        "answers": answers,
-        **fields,
-    }
-
-
-def gqa_record(image_id="2354786", **fields):
-    return {"imageId": image_id, "question": "Is the sky dark?", "answer": "yes", "fullAnswer": "Yes.", "types": {"detailed": "verifyAttr"}, **fields}
-
-
-def coco_document(images=None, captions=None):
-    return {
-        "images": images if images is not None else [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg"}],
-        "annotations": captions if captions is not None else [{"id": 48, "image_id": 1, "caption": "A cat."}],
-    }
-
-
-def read_all(reader, document, *args):
-    return list(reader(stream(document), "f.json", *args))
-
-
-def fails(reader, document, *args) -> str:
-    with pytest.raises(SourceFormatError) as raised:
-        read_all(reader, document, *args)
-    message = str(raised.value)
-    assert "\n" not in message and message.startswith("f.json: ")
-    return message
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bad-records-mirror")
+    make_mirror(path, images_per_split=4, questions_per_image=2)
+    return path
 
 
 # -- 5: a file without its record list is an error, not an empty source ------------------------
@@ -306,190 +275,7 @@ def test_invalid_utf8_in_a_multibyte_character_cut_by_a_read(monkeypatch):
         list(jsonstream.iter_list_items(io.BytesIO(data), "questions", "f"))
 
 
-# -- 13: image size limits --------------------------------------------------------------------
-
-
-def small_jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (200, 10, 10)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-def test_oversized_zip_member_is_corrupt_without_being_read(tmp_path, monkeypatch):
-    # A valid JPEG followed by zeros: PIL accepts trailing data, so only the size limit stops a
-    # 64 MB row. The member compresses to about 64 kB, as a real zip bomb would.
-    archive = tmp_path / "train2014.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as handle:
-        handle.writestr("train2014/big.jpg", small_jpeg() + bytes(images.MAX_IMAGE_BYTES))
-        handle.writestr("train2014/ok.jpg", small_jpeg())
-    assert os.path.getsize(archive) < 1_000_000
-    reads = []
-    original_read = zipfile.ZipExtFile.read
-    monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: reads.append(self.name) or original_read(self, n))
-    store = images.ImageStore(str(archive), "train2014")
-    assert store.fetch("big.jpg") == images.CORRUPT_IMAGE
-    assert "train2014/big.jpg" not in reads
-    assert store.fetch("ok.jpg").width == 16
-    store.close()
-
-
-def test_oversized_image_from_a_url_is_corrupt(tmp_path):
-    folder = tmp_path / "train2014"
-    folder.mkdir()
-    (folder / "big.jpg").write_bytes(small_jpeg() + bytes(images.MAX_IMAGE_BYTES))
-    (folder / "ok.jpg").write_bytes(small_jpeg())
-    store = images.ImageStore(None, "train2014", url_template=f"file://{tmp_path}/{{folder}}/{{file_name}}")
-    assert store.fetch("big.jpg") == images.CORRUPT_IMAGE
-    assert store.fetch("ok.jpg").height == 16
-
-
-def test_decompression_bomb_warning_is_corrupt_and_global_warnings_untouched():
-    data = bytearray(small_jpeg())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", 10000, 10000)  # 1e8 pixels: between 1x and 2x PIL's limit
-    assert Image.MAX_IMAGE_PIXELS < 10000 * 10000 < 2 * Image.MAX_IMAGE_PIXELS
-    filters = list(warnings.filters)
-    with pytest.raises(images.CorruptImage, match="decompression bomb"):
-        images.inspect_image(bytes(data))
-    assert images.CheckMemo().inspect(small_jpeg()) == (16, 16)
-    assert warnings.filters == filters
-
-
-# -- helpers over a generated mirror ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bad-records-mirror")
-    make_mirror(path, images_per_split=4, questions_per_image=2)
-    return path
-
-
-def set_first(records, key, value):
-    """Set `key` of the first record (a list of records, or GQA's dict of them); returns nothing useful."""
-    first = records[0] if isinstance(records, list) else next(iter(records.values()))
-    first[key] = value
-
-
-def damaged(mirror, tmp_path, archive, member, change):
-    """A copy of the mirror whose member's JSON went through `change` (in place, or returned)."""
-    bad = tmp_path / "bad-mirror"
-    shutil.copytree(mirror, bad)
-    path = bad / archive
-    with zipfile.ZipFile(path) as handle:
-        members = {info.filename: handle.read(info) for info in handle.infolist()}
-    document = json.loads(members[member])
-    changed = change(document)
-    members[member] = json.dumps(document if changed is None else changed).encode()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as handle:
-        for name, data in members.items():
-            handle.writestr(name, data)
-    return bad
-
-
-def build_failures(mirror, tmp_path, sources, num_proc=None, **overrides) -> list:
-    builder = ArrCocVqa(config_name="full", data_dir=str(mirror), cache_dir=str(tmp_path / "cache"), sources=sources, **overrides)
-    with pytest.raises(Exception):
-        builder.download_and_prepare(num_proc=num_proc)
-    return builder.build_failures()
-
-
-# -- found by tests/test_fuzz_mirror.py ----------------------------------------------------------
-
-
-def patched_zip(path, signature: bytes, field_offset: int, fmt: str, change) -> None:
-    """Rewrite one little-endian field of the first zip record with `signature` (a bit-flip stand-in)."""
-    data = bytearray(path.read_bytes())
-    at = data.index(signature) + field_offset
-    size = struct.calcsize(fmt)
-    (value,) = struct.unpack(fmt, data[at : at + size])
-    data[at : at + size] = struct.pack(fmt, change(value))
-    path.write_bytes(bytes(data))
-
-
-def image_zip(tmp_path):
-    archive = tmp_path / "train2014.zip"
-    with zipfile.ZipFile(archive, "w") as handle:
-        handle.writestr("train2014/a.jpg", small_jpeg())
-    return archive
-
-
-def test_image_member_with_an_unknown_compression_method_is_corrupt(tmp_path):
-    archive = image_zip(tmp_path)
-    patched_zip(archive, b"PK\x01\x02", 10, "<H", lambda method: 99)  # the central directory's method
-    assert images.ImageStore(str(archive), "train2014").fetch("a.jpg") == images.CORRUPT_IMAGE
-
-
-def test_unreadable_image_member_names_archive_and_member(tmp_path):
-    # A central directory offset that points past itself makes every member offset negative: zipfile
-    # then fails with a bare "[Errno 22] Invalid argument".
-    archive = image_zip(tmp_path)
-    patched_zip(archive, b"PK\x05\x06", 16, "<I", lambda offset: offset + 100_000)
-    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}: cannot read image train2014/a\.jpg \(.*Invalid argument"):
-        images.ImageStore(str(archive), "train2014").fetch("a.jpg")
-
-
-def test_annotation_member_that_cannot_be_opened_names_its_archive(mirror, tmp_path):
-    bad = tmp_path / "bad-mirror"
-    shutil.copytree(mirror, bad)
-    patched_zip(bad / VQAV2_ANNOTATIONS[0], b"PK\x03\x04", 0, "<I", lambda magic: magic ^ 8)  # "Bad magic number"
-    reasons = build_failures(bad, tmp_path, ("vqav2",))
-    assert reasons and all(reason.startswith(f"{bad / VQAV2_ANNOTATIONS[0]}: member {VQAV2_ANNOTATIONS[1]} cannot be opened") for reason in reasons)
-
-
-def test_image_id_mismatch_names_the_questions_file_too(mirror, tmp_path):
-    bad = damaged(mirror, tmp_path, *VQAV2_QUESTIONS, lambda doc: set_first(doc["questions"], "image_id", 1))
-    reasons = build_failures(bad, tmp_path, ("vqav2",))
-    assert reasons and re.search(rf"differs from the question's image_id 1 in {re.escape(str(bad / VQAV2_QUESTIONS[0]))}:{VQAV2_QUESTIONS[1]}$", reasons[0])
-
-
-def test_io_error_without_a_file_name_gets_the_shards_file(mirror, tmp_path, monkeypatch):
-    import arr_coc.pipeline.shard
-
-    def failing_rows(*args, **kwargs):
-        raise OSError(5, "Input/output error")  # as a failing disk reports it: no file name
-
-    monkeypatch.setattr(arr_coc.pipeline.shard, "caption_rows", failing_rows)
-    [reason, *_] = build_failures(mirror, tmp_path, ("coco",))
-    assert reason == f"{mirror}/annotations_trainval2014.zip:annotations/captions_train2014.json: building coco train failed: OSError: [Errno 5] Input/output error"
-
-
-# -- review items 5 and 6: a duplicated zip member, and blank questions and training targets -----
-
-
-def append_member(archive, name: str, data: bytes) -> None:
-    """Store `name` a second time at the end of `archive` (zipfile warns; readers then see the last copy)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        with zipfile.ZipFile(archive, "a") as handle:
-            handle.writestr(name, data)
-
-
-def test_duplicated_annotation_member_fails_the_build_instead_of_emptying_the_split(mirror, tmp_path):
-    # zipfile reads the last copy: `{"questions": []}` made vqav2/train all no_annotation, exit 0.
-    bad = tmp_path / "bad-mirror"
-    shutil.copytree(mirror, bad)
-    archive, member = VQAV2_QUESTIONS
-    append_member(bad / archive, member, b'{"questions": []}')
-    reasons = build_failures(bad, tmp_path, ("vqav2",))
-    assert reasons and all(reason == f"{bad / archive}: has more than one member named {member} (zipfile would read only the last)" for reason in reasons)
-
-
-def test_duplicated_image_member_is_an_error_not_a_guess(tmp_path):
-    archive = image_zip(tmp_path)
-    append_member(archive, "train2014/b.jpg", small_jpeg())
-    append_member(archive, "train2014/a.jpg", b"another picture")
-    store = images.ImageStore(str(archive), "train2014")
-    assert store.fetch("b.jpg").width == 16  # only the duplicated name is refused
-    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}: has more than one member named train2014/a\.jpg "):
-        store.fetch("a.jpg")
-    store.close()
-
-
-def okvqa_annotation(qid, answers):
-    record = annotation(qid, answers=[{"answer_id": i + 1, "answer": answer} for i, answer in enumerate(answers)])
-    del record["multiple_choice_answer"]
-    return record
+# -- review item 6: blank questions and training targets ---------------------------------------
 
 
 @pytest.mark.parametrize(
