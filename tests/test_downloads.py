@@ -105,7 +105,7 @@ def test_killed_client_resumes_from_the_bytes_on_disk(served, small_chunks, tmp_
     with FileServer(folder, faults=Faults(throttle=0.2)) as server:  # 20 chunks, 4 in flight: about a second
         url = f"{server.url}/archive.zip"
         code = (
-            f"import sys; sys.path.insert(0, {ROOT!r}); from arr_coc import download; download.CHUNK_SIZE = {CHUNK}; "
+            f"import sys; sys.path.insert(0, {ROOT!r}); from arr_coc.network import download; download.CHUNK_SIZE = {CHUNK}; "
             f"download.cached_download({url!r}, {str(cache)!r}, progress=False)"
         )
         child = subprocess.Popen([sys.executable, "-c", code])
