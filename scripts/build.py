@@ -5,7 +5,7 @@
                             [--num-proc N] [--num-shards N] [--cache-dir DIR] [--max-retries N]
                             [--retry-max-seconds S] [config overrides, e.g. --max-images-train 10]
 
-Writes REPO_DIR/data/<config>/<split>-<source>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
+Writes REPO_DIR/data/<config>/<split>-NNNNN-of-NNNNN-<source>.parquet and data/<config>/build_report.json,
 and updates REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The
 build happens in a staging directory and is swapped in only when it has fully succeeded: a failed
 or interrupted build leaves the previous shards, report and README exactly as they were.
