@@ -134,6 +134,14 @@ def test_each_per_source_config_gives_exactly_its_sources_rows(repos):
             streamed = datasets.load_dataset(str(repo), source, split=split, streaming=True)
             assert streamed.num_shards == FILES[source]
             assert raw_rows(streamed) == expected
+    # The card's data_files example (docs/mixtures.md) for a config without per-source configs:
+    pattern = "data/full/train-*-okvqa.parquet"
+    by_pattern = datasets.load_dataset(str(repo), data_files={"train": pattern}, split="train")
+    assert [row["id"] for row in raw_rows(by_pattern)] == [row["id"] for row in full_rows(repo, "train") if row["id"].startswith("okvqa/")]
+
+
+def full_rows(repo, split: str) -> list:
+    return raw_rows(datasets.load_dataset(str(repo), "full", split=split))
 
 
 def card_paths(repo) -> dict:
