@@ -36,10 +36,12 @@ its own (not the project's), with the project's packages:
     git clone https://github.com/huggingface/dataset-viewer /tmp/dataset-viewer   # any recent revision
     python3.11 -m venv /tmp/viewer-venv
     /tmp/viewer-venv/bin/pip install -r requirements.txt environs orjson pytz appdirs pymupdf pdfplumber \\
-        polars async-lru prometheus-client mongoengine pymongoarrow httpx 'duckdb<2' starlette pyjwt
+        'polars==1.39.3' async-lru prometheus-client mongoengine pymongoarrow httpx 'duckdb<2' starlette pyjwt
+
+(polars is the viewer's own pin: polars 2 removed `Expr.flatten`, which its image statistics call.)
     /tmp/viewer-venv/bin/python scripts/viewer_check.py --viewer /tmp/dataset-viewer --repo REPO_DIR
 
-Checked with dataset-viewer f62009e (2026) and polars 2.1, duckdb 1.5.6. docs/viewer.md shows its output
+Checked with dataset-viewer f62009e, polars 1.39.3 and duckdb 1.5.6. docs/viewer.md shows its output
 on the sample mirror.
 """
 
