@@ -5,10 +5,12 @@
                             [--num-proc N] [--num-shards N] [--cache-dir DIR] [--max-retries N]
                             [--retry-max-seconds S] [config overrides, e.g. --max-images-train 10]
 
-Writes REPO_DIR/data/<config>/<split>-<source>-NNNNN-of-NNNNN.parquet and data/<config>/build_report.json,
-and updates REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The
-build happens in a staging directory and is swapped in only when it has fully succeeded: a failed
-or interrupted build leaves the previous shards, report and README exactly as they were.
+Writes REPO_DIR/data/<config>/<split>-NNNNN-of-NNNNN-<source>.parquet (numbered across the split's
+sources so that sorted names interleave them) and data/<config>/build_report.json, and updates
+REPO_DIR/README.md's YAML (this config's `configs:` and `dataset_info:` entries). The build happens in
+a staging directory and is swapped in only when it has fully succeeded, replacing the whole
+data/<config>/ (an older layout's files included): a failed or interrupted build leaves the previous
+shards, report and README exactly as they were.
 Downloads (annotation archives; whole image archives for an uncapped build from the official URLs)
 go to a persistent cache, CACHE_DIR/downloads, which failed builds keep and later builds reuse.
 """

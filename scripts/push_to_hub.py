@@ -13,8 +13,9 @@ Two commits, each leaving the Hub repository loadable:
    `load_dataset` or the viewer reads;
 2. every local `data/<config>/` (shards and build report) with README.md, and the deletion of the
    Hub's files under those same `data/<config>/` folders that this push does not have (shards of
-   an earlier build), in one commit: the card's `{split}-*` globs match the old shards until the
-   new card arrives, so shards and card must change together. The Hub commit is atomic, and
+   an earlier build, an older layout's `<split>-<source>-NNNNN-of-NNNNN.parquet` included), in one
+   commit: the card's `{split}-*` globs match the old shards until the new card arrives, so shards
+   and card must change together. The Hub commit is atomic, and
    create_commit uploads the files before it creates the commit, so an interrupted push leaves the
    repository as it was (re-running resends only what the Hub does not have yet).
 Files under any other `data/<config>/` (a config not built here) are never touched. Before anything
@@ -22,8 +23,10 @@ is sent, every shard is checked to be Parquet (`PAR1` at both ends, not a Git LF
 card may name only configs whose files are pushed or already on the Hub.
 
 The token comes from the environment (HF_TOKEN) or the login cache (`hf auth login`), never from
-the command line, and is never printed. `--dry-run` prints the plan (commits, files, deletions)
-and touches no network.
+the command line, and is never printed. `--dry-run` prints the plan (commits, the files each adds,
+the Hub files it deletes, marking an older layout's shards) after listing the Hub's files, the one
+read-only request it makes; `--dry-run --offline` prints it without asking the Hub (deletions then
+shown per folder).
 """
 
 import argparse
@@ -33,6 +36,10 @@ import sys
 from typing import Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from arr_coc.publish.layout import OLD_SHARD_NAME  # noqa: E402
+
 DEFAULT_REPO_ID = "NorthHead/arr-coc-vqa-training"
 
 ALLOW_PATTERNS = [
@@ -178,9 +185,35 @@ def describe(commits: list[Commit], repo_dir: str, repo_id: str) -> str:
             for folder in commit.delete_under:
                 lines.append(f"  delete {'':>14}  every Hub file under {folder} not added above")
         else:
-            lines.extend(f"  delete {'':>14}  {path}" for path in commit.deletes)
+            lines.extend(f"  delete {_older_layout_mark(path):>14}  {path}" for path in commit.deletes)
     lines.append(f"total: {total_bytes:,d} bytes in {total_files} files -> {repo_id}")
     return "\n".join(lines)
+
+
+def _older_layout_mark(path: str) -> str:
+    """What the size column of a deletion says: whether the file is a shard of the older layout."""
+    return "older layout" if OLD_SHARD_NAME.match(os.path.basename(path)) else ""
+
+
+def hub_files(api, repo_id: str) -> list[str]:
+    """The Hub repository's files; none when the repository does not exist yet (a first push)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return api.list_repo_files(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return []
+
+
+def dry_run(api, repo_id: str, repo_dir: str, files: list[str], message: str) -> str:
+    """The plan a push would carry out now: the Hub's files listed (read-only), the same checks, nothing sent."""
+    remote_files = hub_files(api, repo_id) if api is not None else None
+    if remote_files is not None:
+        check_card_configs(repo_dir, files, remote_files)
+    text = describe(plan(files, remote_files, message), repo_dir, repo_id)
+    if remote_files is None:
+        return text + "\ndry run: nothing sent, the Hub's files not listed (--offline)"
+    return text + f"\ndry run: nothing sent; the Hub's {len(remote_files)} files listed"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -188,7 +221,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--repo-id", default=DEFAULT_REPO_ID)
     parser.add_argument("--repo-dir", default=REPO_ROOT, help="local repository to upload (default: this one)")
     parser.add_argument("--public", action="store_true", help="create the repo public (default: private)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan (commits, files, deletions); no network")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (commits, files, deletions); lists the Hub's files, sends nothing")
+    parser.add_argument("--offline", action="store_true", help="with --dry-run: do not list the Hub's files (no network)")
     parser.add_argument("--commit-message", default="Update dataset")
     args = parser.parse_args(argv)
 
@@ -197,20 +231,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not any(path.startswith("data/") for path in files):
             raise PushError("no built shards under data/: run scripts/build.py first")
         check_shards(args.repo_dir, files)
-        if args.dry_run:
-            print(describe(plan(files, None, args.commit_message), args.repo_dir, args.repo_id))
-            print("dry run: nothing sent, the Hub's files not listed")
-            return 0
+        if args.offline and not args.dry_run:
+            raise PushError("--offline plans a push without sending it: use it with --dry-run")
         from huggingface_hub import HfApi
 
         api = HfApi()  # token: HF_TOKEN or the login cache, resolved by huggingface_hub itself
+        if args.dry_run:
+            print(dry_run(None if args.offline else api, args.repo_id, args.repo_dir, files, args.commit_message))
+            return 0
         api.create_repo(args.repo_id, repo_type="dataset", private=not args.public, exist_ok=True)
         push(api, args.repo_id, args.repo_dir, files, args.commit_message)
     except PushError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - the Hub's errors (auth, network) in one line as well
-        print(f"error: push to {args.repo_id} failed: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        what = f"push to {args.repo_id} failed"
+        if args.dry_run:
+            what = f"dry run of a push to {args.repo_id} could not list the Hub's files (--offline plans without them)"
+        print(f"error: {what}: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     return 0
 

@@ -64,11 +64,54 @@ def tree_digest(repo) -> dict:
     return digests
 
 
-def by_file_order(rows: list[dict]) -> list[dict]:
-    """The builder's rows in the order load_dataset reads the export: data files sort by name, so the
-    sources' shard families come alphabetically, each in the builder's row order."""
+def by_file_order(rows: list[dict], num_shards=None) -> list[dict]:
+    """The builder's rows in the order load_dataset reads the export of a test mirror, restated from
+    DESIGN.md ("Shard order"): each source's rows cut into contiguous shards (8, or --num-shards, never
+    more than its rows: tiny test images never reach the 500 MB rule), file j of n keyed by
+    ((j + 0.5) / n, source index), files read by key."""
     names = ("vqav2", "gqa", "okvqa", "coco")
-    return sorted(rows, key=lambda row: row["source"] if isinstance(row["source"], str) else names[row["source"]])
+    by_source = {}
+    for row in rows:
+        by_source.setdefault(row["source"] if isinstance(row["source"], str) else names[row["source"]], []).append(row)
+    files = []
+    for source, source_rows in by_source.items():
+        count = min(num_shards or 8, len(source_rows))
+        if not num_shards and count < 8:
+            count = 2 ** (count.bit_length() - 1)  # the largest power of two not above the row count
+        size, extra = divmod(len(source_rows), count)
+        start = 0
+        for j in range(count):  # datasets' shard(contiguous=True): the first `extra` shards get a row more
+            end = start + size + (j < extra)
+            files.append(((j + 0.5) / count, names.index(source), source_rows[start:end]))
+            start = end
+    return [row for _, _, shard in sorted(files, key=lambda file: file[:2]) for row in shard]
+
+
+def to_older_layout(repo, config: str) -> list[str]:
+    """Rename a build's shards as the builds before the interleaved order named them,
+    `<split>-<source>-NNNNN-of-NNNNN.parquet` (each source's files numbered on their own, in the same
+    row order), and point the card's per-source configs at them (`data/full/<split>-<source>-*`), as
+    those builds wrote it. Returns the old names (relative to the repository)."""
+    folder = os.path.join(str(repo), "data", config)
+    families = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".parquet"):
+            split, _, _, _, source = name[: -len(".parquet")].split("-")  # <split>-NNNNN-of-NNNNN-<source>
+            families.setdefault((split, source), []).append(name)
+    renamed = []
+    for (split, source), names in families.items():
+        for j, name in enumerate(names):  # within a source, the new numbering keeps its order
+            old = f"{split}-{source}-{j:05d}-of-{len(names):05d}.parquet"
+            os.rename(os.path.join(folder, name), os.path.join(folder, old))
+            renamed.append(f"data/{config}/{old}")
+    readme = os.path.join(str(repo), "README.md")
+    with open(readme, encoding="utf-8") as handle:
+        card = handle.read()
+    for split, source in families:
+        card = card.replace(f"path: data/{config}/{split}-*-{source}.parquet", f"path: data/{config}/{split}-{source}-*")
+    with open(readme, "w", encoding="utf-8") as handle:
+        handle.write(card)
+    return sorted(renamed)
 
 
 # A child that runs a script as `python SCRIPT ARGS` would, and sends itself a signal when the script

@@ -45,7 +45,7 @@ def full_repo(mirror, tmp_path_factory):
 
 
 def shard_files(repo, config, split, source="*"):
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-{source}-*")))
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(repo), "data", config, f"{split}-*-{source}.parquet")))
 
 
 def test_load_dataset_reads_the_export_like_the_builder(small_repo, mirror, tmp_path):
@@ -87,7 +87,8 @@ def test_shard_names_counts_schema_and_metadata(small_repo):
             files = shard_files(small_repo, "small", split, source)
             count = shard_count(rows, 0)
             assert count == (8 if rows >= 8 else 2 ** (rows.bit_length() - 1))
-            assert files == [f"{split}-{source}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+            total = sum(report["splits"][split]["shards"].values())
+            assert len(files) == count and all(name.startswith(f"{split}-") and name.endswith(f"-of-{total:05d}-{source}.parquet") for name in files)
             assert report["splits"][split]["shards"][source] == count
             for name in files:
                 parquet = pq.ParquetFile(os.path.join(str(small_repo), "data", "small", name))
@@ -159,7 +160,8 @@ def test_rebuild_with_fewer_shards_leaves_no_stale_shard(mirror, tmp_path):
     assert build.main(args + ["--num-shards", "4"]) == 0
     assert len(shard_files(repo, "small", "train")) == 4 * len(SOURCES)  # --num-shards is per source
     assert build.main(args + ["--num-shards", "2"]) == 0
-    assert shard_files(repo, "small", "train") == sorted(f"train-{source}-0000{i}-of-00002.parquet" for source in SOURCES for i in (0, 1))
+    # two files per source: keys 1/4 then 3/4, sources in ClassLabel order within a key
+    assert shard_files(repo, "small", "train") == [f"train-{i:05d}-of-00008-{source}.parquet" for i, source in enumerate(SOURCES * 2)]
     assert len(datasets.load_dataset(str(repo), "small", split="train")) == datasets.get_dataset_infos(str(repo))["small"].splits["train"].num_examples
     assert not os.path.exists(repo / ".build-staging")
 
@@ -237,7 +239,7 @@ def test_card_points_only_at_existing_files_and_no_shard_holds_two_sources(full_
     assert len(paths) == sum(expected_shards(infos[source][split]) for source in SOURCES for split in SPLITS)
     for path in paths:
         codes = set(pq.read_table(path, columns=["source"]).column("source").to_pylist())
-        assert [SOURCES[code] for code in codes] == [os.path.basename(path).split("-")[1]], path
+        assert [SOURCES[code] for code in codes] == [os.path.basename(path)[: -len(".parquet")].split("-")[-1]], path
 
 
 def test_full_build_of_a_subset_drops_stale_source_configs_small_leaves_them(mirror, tmp_path):

@@ -88,7 +88,7 @@ def test_streaming_builder_over_http_gives_the_on_disk_rows(mirror, disk_rows, t
         builder = ArrCocVqa(config_name="small", data_dir=server.url, cache_dir=str(tmp_path / "cache"), **CAPS)
         streams = builder.as_streaming_dataset()
         for split in SPLITS:
-            # load_dataset reads the shard files by name, so the source families come alphabetically.
+            # load_dataset reads the shard files by name: the sources interleaved by the shard order.
             assert by_file_order(raw_rows(streams[split])) == disk_rows[split]
         # DataLoader workers open their own HTTP sessions after the fork.
         loader = DataLoader(streams["train"].select_columns(["id"]), batch_size=2, num_workers=2, collate_fn=collate_ids)

@@ -71,7 +71,7 @@ def rows(repo) -> dict:
     """source -> its train row ids, read from the shard files with pyarrow."""
     by_source = {}
     for source in SOURCES:
-        paths = sorted((repo / "data" / "full").glob(f"train-{source}-*.parquet"))
+        paths = sorted((repo / "data" / "full").glob(f"train-*-{source}.parquet"))
         by_source[source] = [row_id for path in paths for row_id in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
     assert {source: len(ids) for source, ids in by_source.items()} == ROWS
     return by_source
@@ -188,14 +188,14 @@ def row_group_repo(repo, tmp_path_factory):
     path = tmp_path_factory.mktemp("mixture-repo-row-groups") / "repo"
     shutil.copytree(repo, path)
     for source, group_rows in ROW_GROUP_ROWS.items():
-        for shard in (path / "data" / "full").glob(f"train-{source}-*.parquet"):
+        for shard in (path / "data" / "full").glob(f"train-*-{source}.parquet"):
             pq.write_table(pq.read_table(shard), shard, row_group_size=group_rows)
     return path
 
 
 def test_ranks_take_whole_row_groups_of_every_source_disjoint_and_complete(row_group_repo, rows, mixture_stream):
     groups = {
-        source: sum(pq.ParquetFile(path).num_row_groups for path in (row_group_repo / "data" / "full").glob(f"train-{source}-*.parquet"))
+        source: sum(pq.ParquetFile(path).num_row_groups for path in (row_group_repo / "data" / "full").glob(f"train-*-{source}.parquet"))
         for source in SOURCES
     }  # fmt: skip
     smallest = min(groups.values())

@@ -87,7 +87,7 @@ def test_streaming_through_a_faulty_server_gives_the_rows_from_disk(mirror, disk
         builder = ArrCocVqa(config_name="small", data_dir=server.url, cache_dir=str(tmp_path / "cache"), **CAPS)
         streamed = builder.as_streaming_dataset()
         for split in SPLITS:
-            # load_dataset reads the shard files by name, so the source families come alphabetically.
+            # load_dataset reads the shard files by name: the sources interleaved by the shard order.
             assert by_file_order(raw_rows(streamed[split])) == expected[split]
         annotation_gets = [e for e in server.requests() if e.method == "GET" and e.path.lstrip("/") in ANNOTATION_ARCHIVES]
         assert annotation_gets and all(e.range for e in annotation_gets)  # read in place, not downloaded

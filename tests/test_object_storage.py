@@ -75,7 +75,7 @@ def test_builder_class_streams_the_disk_rows_from_s3(s3_mirror, disk_repo, tmp_p
     streams = builder.as_streaming_dataset()
     for split in SPLITS:
         expected = raw_rows(datasets.load_dataset(str(disk_repo), "small", split=split))
-        # load_dataset reads the shard files by name, so the source families come alphabetically.
+        # load_dataset reads the shard files by name: the sources interleaved by the shard order.
         streamed = by_file_order(raw_rows(streams[split]))
         assert expected and streamed == expected
 

@@ -8,7 +8,7 @@ import build
 import datasets
 import push_to_hub
 import pytest
-from helpers import SPLITS, make_mirror, tree_digest
+from helpers import SPLITS, make_mirror, to_older_layout, tree_digest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
 
@@ -88,7 +88,7 @@ def test_push_replaces_only_the_pushed_configs_files(published_and_local, tmp_pa
     assert {path: data for path, data in hub.files.items() if path.startswith("data/full/")} == full_before
     small = sorted(path for path in hub.files if path.startswith("data/small/"))
     assert small == sorted(path for path in files if path.startswith("data/small/"))
-    assert "data/small/train-00003-of-00004.parquet" not in hub.files  # the earlier build's extra shard
+    assert "data/small/train-00015-of-00016-coco.parquet" not in hub.files  # the earlier build's extra shard
     assert hub.files["README.md"] == (local / "README.md").read_bytes()
     assert [commit.message for commit in commits] == ["Update: code", "Update: data and card"]
     assert commits[0].deletes == [] and set(commits[1].deletes) == {
@@ -116,8 +116,9 @@ def test_a_push_that_fails_between_commits_leaves_the_hub_loadable(published_and
 
 def test_dry_run_prints_the_plan_offline(published_and_local, capsys, monkeypatch):
     _, local = published_and_local
-    monkeypatch.setattr(push_to_hub, "push", lambda *args, **kwargs: pytest.fail("the dry run went online"))
-    assert push_to_hub.main(["--dry-run", "--repo-dir", str(local)]) == 0
+    monkeypatch.setattr(push_to_hub, "push", lambda *args, **kwargs: pytest.fail("the dry run sent something"))
+    monkeypatch.setattr(push_to_hub, "hub_files", lambda *args, **kwargs: pytest.fail("--offline went online"))
+    assert push_to_hub.main(["--dry-run", "--offline", "--repo-dir", str(local)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "commit 1 of 2: Update dataset: code" and "  add" in out[1] and out[1].endswith("scripts/build.py")
     assert "commit 2 of 2: Update dataset: data and card" in out
@@ -126,6 +127,66 @@ def test_dry_run_prints_the_plan_offline(published_and_local, capsys, monkeypatc
     assert not any("data/full" in line for line in out)
     sizes = [int(line.split()[1].replace(",", "")) for line in out if line.startswith("  add")]
     assert out[-2] == f"total: {sum(sizes):,d} bytes in {len(sizes)} files -> NorthHead/arr-coc-vqa-training"
+
+
+@pytest.fixture(scope="module")
+def older_layout_on_the_hub(published_and_local, tmp_path_factory):
+    """The Hub holds `full` in the layout before the interleaved order; the local checkout a new build of it."""
+    published, _ = published_and_local
+    local = tmp_path_factory.mktemp("rebuilt")
+    shutil.copytree(published, local, dirs_exist_ok=True)
+    shutil.rmtree(local / "data" / "small")  # this push is about full (and its per-source configs)
+    older = tmp_path_factory.mktemp("older")
+    shutil.copytree(published, older, dirs_exist_ok=True)
+    old_names = to_older_layout(older, "full")
+    hub_files = files_of(older)
+    assert set(old_names) <= set(hub_files) and not set(old_names) & set(files_of(local))
+    return hub_files, local, old_names
+
+
+def test_push_deletes_an_older_layouts_shards_in_its_one_data_commit(older_layout_on_the_hub, tmp_path):
+    hub_files, local, old_names = older_layout_on_the_hub
+    hub = FakeHub(hub_files)
+    commits = push_to_hub.push(hub, "me/ds", str(local), push_to_hub.files_to_upload(str(local)), "Update")
+    data_commit = commits[-1]
+    assert set(old_names) <= set(data_commit.deletes) and "README.md" in data_commit.adds
+    assert not [path for path in hub.files if path in old_names]
+    full = sorted(path for path in hub.files if path.startswith("data/full/"))
+    assert full == sorted(path for path in files_of(local) if path.startswith("data/full/"))
+    assert [path for path in hub.files if path.startswith("data/small/")] == [p for p in hub_files if p.startswith("data/small/")]
+    checkout = hub.checkout(tmp_path / "hub")
+    assert_loadable(checkout)  # full and every per-source config: their globs match the new names only
+    assert sorted(datasets.get_dataset_config_names(str(checkout))) == sorted(["full", "small", "vqav2", "gqa", "okvqa", "coco"])
+
+
+def test_dry_run_lists_the_older_layouts_shards_it_would_delete(older_layout_on_the_hub, capsys, monkeypatch):
+    hub_files, local, old_names = older_layout_on_the_hub
+    hub = FakeHub(hub_files)
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *args, **kwargs: hub)
+    assert push_to_hub.main(["--dry-run", "--repo-dir", str(local)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    deletes = [line.split() for line in out if line.startswith("  delete")]
+    assert sorted(words[-1] for words in deletes if words[1:3] == ["older", "layout"]) == old_names
+    assert [call[0] for call in hub.calls] == ["list_repo_files"] and hub.files == hub_files  # nothing sent
+    assert out[-1] == f"dry run: nothing sent; the Hub's {len(hub_files)} files listed"
+    assert push_to_hub.main(["--dry-run", "--offline", "--repo-dir", str(local)]) == 0
+    offline = capsys.readouterr().out
+    assert "every Hub file under data/full/ not added above" in offline and not any(name in offline for name in old_names)
+    assert len(hub.calls) == 1
+
+
+def test_a_dry_run_that_cannot_list_the_hub_says_so_in_one_line(older_layout_on_the_hub, capsys, monkeypatch):
+    _, local, _ = older_layout_on_the_hub
+
+    class Offline:
+        def list_repo_files(self, repo_id, repo_type=None):
+            raise ConnectionError("no route to host")
+
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *args, **kwargs: Offline())
+    assert push_to_hub.main(["--dry-run", "--repo-dir", str(local)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: dry run of a push to NorthHead/arr-coc-vqa-training could not list the Hub's files (--offline")
+    assert line.endswith("ConnectionError: no route to host")
 
 
 @pytest.mark.parametrize(
@@ -171,7 +232,7 @@ def test_a_card_that_would_hide_or_invent_a_config_is_refused(published_and_loca
 
 def test_dry_run_lists_exactly_the_repo_files_and_no_token(published_and_local, capsys, monkeypatch, tmp_path):
     """(Moved from test_export.py when the dry run started printing the plan.)"""
-    _, local = published_and_local
+    published, local = published_and_local
     repo = tmp_path / "push-repo"
     shutil.copytree(local, repo)  # the junk below must not reach the other tests' repo
     secret = "hf_" + "x" * 34
@@ -184,7 +245,10 @@ def test_dry_run_lists_exactly_the_repo_files_and_no_token(published_and_local, 
         path = repo / wanted
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# copy")
+    hub = FakeHub(files_of(published))
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *args, **kwargs: hub)
     assert push_to_hub.main(["--dry-run", "--repo-dir", str(repo)]) == 0
+    assert [call[0] for call in hub.calls] == ["list_repo_files"]  # read the Hub, sent nothing
     out = capsys.readouterr().out
     listed = [line.split()[-1] for line in out.splitlines() if line.startswith("  add")]
     expected = ["README.md", ".gitattributes", "arr_coc_vqa.py", "arr_coc/schema.py", "arr_coc/network/retry.py", "docs/rebuilding.md"]

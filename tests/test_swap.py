@@ -16,7 +16,7 @@ import time
 import build
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, tree_digest
+from helpers import ROOT, SPLITS, to_older_layout, tree_digest
 
 from arr_coc.publish import staging, swap
 
@@ -37,6 +37,20 @@ def old_and_new(mirror, tmp_path_factory):
     assert build.main(args + [str(new)]) == 0
     assert tree_digest(old) != tree_digest(new)
     return old, new
+
+
+@pytest.fixture(scope="module", params=["same layout", "older layout"])
+def before_and_after(request, old_and_new, tmp_path_factory):
+    """`old_and_new`, and the same with the earlier build's shards in the layout before the interleaved
+    order (`<split>-<source>-NNNNN-of-NNNNN.parquet`): a rebuild must replace those as one step too,
+    and leave none of them for the `{split}-*` globs beside the new shards."""
+    old, new = old_and_new
+    if request.param == "same layout":
+        return old, new
+    older = tmp_path_factory.mktemp("older-layout-repo")
+    shutil.copytree(old, older, dirs_exist_ok=True)
+    assert to_older_layout(older, CONFIG)
+    return older, new
 
 
 def staged_copy(old, new, where):
@@ -71,8 +85,8 @@ def fail_at_step(monkeypatch, step, exception=KeyboardInterrupt):
     return calls
 
 
-def test_interrupt_at_every_step_of_the_swap_leaves_the_old_build(old_and_new, tmp_path, monkeypatch):
-    old, new = old_and_new
+def test_interrupt_at_every_step_of_the_swap_leaves_the_old_build(before_and_after, tmp_path, monkeypatch):
+    old, new = before_and_after
     old_digest, new_digest = tree_digest(old), tree_digest(new)
     step, outcomes = 0, []
     while True:
@@ -99,9 +113,9 @@ def test_interrupt_at_every_step_of_the_swap_leaves_the_old_build(old_and_new, t
     assert outcomes[:6] == ["old"] * 6 and outcomes[-1] == "new"
 
 
-def test_killed_at_every_step_of_the_swap_or_its_rollback_is_recovered(old_and_new, tmp_path, monkeypatch):
+def test_killed_at_every_step_of_the_swap_or_its_rollback_is_recovered(before_and_after, tmp_path, monkeypatch):
     """SIGKILL runs no rollback: the journal lets the next build finish the swap one way or the other."""
-    old, new = old_and_new
+    old, new = before_and_after
     old_digest, new_digest = tree_digest(old), tree_digest(new)
     cases = [(step, None) for step in range(1, 9)] + [(2, step) for step in range(3, 12)] + [(4, step) for step in range(5, 12)]
     directions = set()
@@ -142,8 +156,8 @@ def test_killed_at_every_step_of_the_swap_or_its_rollback_is_recovered(old_and_n
     assert {"back", "forward"} <= directions
 
 
-def test_interrupted_or_failed_swap_in_a_real_build_exits_non_zero_and_changes_nothing(old_and_new, mirror, tmp_path, monkeypatch, capsys):
-    old, _ = old_and_new
+def test_interrupted_or_failed_swap_in_a_real_build_exits_non_zero_and_changes_nothing(before_and_after, mirror, tmp_path, monkeypatch, capsys):
+    old, _ = before_and_after
     repo = tmp_path / "repo"
     shutil.copytree(old, repo)
     before = tree_digest(repo)
@@ -272,8 +286,8 @@ KILLED_IN_SWAP = textwrap.dedent(
 )
 
 
-def test_a_build_killed_in_its_swap_is_rolled_back_by_the_next_build(old_and_new, mirror, tmp_path):
-    old, _ = old_and_new
+def test_a_build_killed_in_its_swap_is_rolled_back_by_the_next_build(before_and_after, mirror, tmp_path):
+    old, new = before_and_after
     repo = tmp_path / "repo"
     shutil.copytree(old, repo)
     before = tree_digest(repo)
@@ -289,6 +303,7 @@ def test_a_build_killed_in_its_swap_is_rolled_back_by_the_next_build(old_and_new
     assert tree_digest(repo) == before
     datasets.load_dataset(str(repo), CONFIG)  # consistent again
     assert build.main(["--config", CONFIG, "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
+    assert tree_digest(repo) == tree_digest(new)  # nothing of the earlier build left, whatever its layout
     assert not os.path.exists(repo / staging.STAGING_DIR)
 
 

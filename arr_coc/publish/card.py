@@ -14,6 +14,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..schema import SOURCES
+from .layout import source_pattern
 
 DEFAULT_CONFIG = "full"
 # The config whose files the per-source configs (named after the sources) point at.
@@ -44,7 +45,7 @@ class CardError(ValueError):
 
 def source_config_entry(source: str, splits: list[str]) -> dict:
     """A source's own config: the same files as `full`, only that source's family of shards."""
-    return {"data_files": [{"split": split, "path": f"data/{SOURCE_CONFIGS_OF}/{split}-{source}-*"} for split in splits]}
+    return {"data_files": [{"split": split, "path": source_pattern(SOURCE_CONFIGS_OF, split, source)} for split in splits]}
 
 
 def updated_card(

@@ -1,5 +1,6 @@
-"""Writing a built split as the Hub's Parquet shards, one family per source:
-`<split>-<source>-NNNNN-of-NNNNN.parquet`.
+"""Writing a built split as the Hub's Parquet shards, one family per source, numbered across the
+split so that sorted file names interleave the sources: `<split>-NNNNN-of-NNNNN-<source>.parquet`
+(arr_coc/publish/layout.py).
 
 One family per source lets a source be streamed on its own (the per-source configs point at these
 same files) and lets users weight the sources in a mixture; no shard holds two sources. Shards are
@@ -21,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
+
+from .layout import shard_names
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +67,6 @@ def row_group_rows(num_rows: int, num_bytes: int, row_group_bytes: int = ROW_GRO
     return max(1, int(row_group_bytes // max(bytes_per_row, 1)))
 
 
-def shard_file_name(split: str, source: str, index: int, count: int) -> str:
-    return f"{split}-{source}-{index:05d}-of-{count:05d}.parquet"
-
-
 def write_split(
     dataset: datasets.Dataset,
     split: str,
@@ -76,7 +75,7 @@ def write_split(
     row_group_bytes: int = ROW_GROUP_BYTES,
 ) -> list[SourceShards]:
     """Write each source's rows of `dataset` as its own contiguous shards (row order kept), in row
-    groups of about `row_group_bytes`.
+    groups of about `row_group_bytes`, named in the split's interleaved order.
 
     `num_shards` overrides the contract's rule for every source (at most one shard per row: an
     empty Parquet file would be a shard that feeds nothing). A source without rows in this split
@@ -84,25 +83,27 @@ def write_split(
     """
     os.makedirs(out_dir, exist_ok=True)
     arrow_files = [cache_file["filename"] for cache_file in dataset.cache_files]
-    written = []
+    families, counts = [], {}
     for source, indices in rows_by_source(dataset).items():
-        rows = dataset.select(indices)
-        family = SourceShards(split=split, source=source, num_rows=len(rows), num_bytes=_arrow_bytes(rows, dataset))
-        count = min(num_shards, family.num_rows) if num_shards else shard_count(family.num_rows, family.num_bytes)
+        family = SourceShards(split=split, source=source, num_rows=len(indices), num_bytes=_arrow_bytes(dataset.select(indices), dataset))
+        counts[source] = min(num_shards, family.num_rows) if num_shards else shard_count(family.num_rows, family.num_bytes)
+        families.append((family, indices))
+    names = shard_names(split, counts)  # every source's count is needed before any file can be named
+    for family, indices in families:
+        count = counts[family.source]
         group_rows = row_group_rows(family.num_rows, family.num_bytes, row_group_bytes)
         logger.info(
             "%s/%s: %d rows, %.1f MB -> %d shards, row groups of %d rows",
-            split, source, family.num_rows, family.num_bytes / 1e6, count, group_rows,
+            split, family.source, family.num_rows, family.num_bytes / 1e6, count, group_rows,
         )  # fmt: skip
-        with _one_bar(total=family.num_rows, desc=f"Writing {split} {source} shards") as bar:
+        with _one_bar(total=family.num_rows, desc=f"Writing {split} {family.source} shards") as bar:
             for index in range(count):
-                path = os.path.join(out_dir, shard_file_name(split, source, index, count))
+                path = os.path.join(out_dir, names[family.source][index])
                 shard = _fresh_view(dataset, arrow_files).select(indices).shard(count, index, contiguous=True)
                 shard.to_parquet(path, batch_size=group_rows)  # one batch = one row group
                 family.paths.append(path)
                 bar.update(len(shard))
-        written.append(family)
-    return written
+    return [family for family, _ in families]
 
 
 def rows_by_source(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
