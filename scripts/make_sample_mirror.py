@@ -36,7 +36,7 @@ entry point: the CLI, write_sample_mirror, which ties them together, and the des
 
 Usage:
     python scripts/make_sample_mirror.py OUT_DIR [--images-per-split N] [--questions-per-image Q]
-        [--image-size WxH] [--gqa-images N] [--vqav2-images N] [--okvqa-images N] [--coco-images N]
+        [--image-size WxH | --image-sizes WxH,WxH,...] [--gqa-images N] [--vqav2-images N] [--okvqa-images N] [--coco-images N]
         [--sources vqav2,gqa,okvqa,coco] [--no-broken] [--seed S]
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ from typing import Optional
 
 from sample_mirror.coco import write_coco_annotations
 from sample_mirror.gqa import allocate_gqa_ids, write_gqa_questions
-from sample_mirror.images import TextureFactory, write_image_zip
+from sample_mirror.images import ImageSizes, write_image_zip
 from sample_mirror.manifest import build_manifest
 from sample_mirror.names import GQA_IMAGES_ZIP, GQA_QUESTIONS_ZIP, SOURCES, SPLITS
 from sample_mirror.okvqa import write_okvqa
@@ -99,11 +99,14 @@ def _resolve_counts(images_per_split: int, images: dict | None, sources: tuple) 
 
 def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_image: int = 3,
                         image_size: tuple[int, int] = (64, 48), images: dict | None = None,
-                        sources: tuple = SOURCES, broken: bool = True, seed: int = 0) -> dict:
+                        sources: tuple = SOURCES, broken: bool = True, seed: int = 0,
+                        image_sizes: list | None = None) -> dict:
     """Write the mirror into `out_dir` and return its manifest (also written as sample_mirror_manifest.json).
 
     images: per-source image count per split, overriding images_per_split, e.g. {"gqa": 15000}; a value
-    may also be {"train": n, "validation": m}."""
+    may also be {"train": n, "validation": m}.
+    image_sizes: several (width, height) sizes instead of the one image_size: each image gets one of them,
+    chosen per image id (recorded in the manifest's params; left out of them when None)."""
     sources = tuple(dict.fromkeys(sources))
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
@@ -111,8 +114,9 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
     if not 1 <= questions_per_image <= 999:
         raise ValueError("questions_per_image must be in 1..999 (VQAv2 question ids are image_id*1000+k)")
     width, height = (int(v) for v in image_size)
-    if width < 8 or height < 8:
-        raise ValueError("image_size must be at least 8x8")
+    sizes = [(int(w), int(h)) for w, h in image_sizes] if image_sizes else [(width, height)]
+    if min(min(size) for size in sizes) < 8:
+        raise ValueError("image sizes must be at least 8x8")
     counts = _resolve_counts(images_per_split, images, sources)
     out = Path(out_dir)
     check_destination(out)
@@ -130,7 +134,7 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
             plan_vqa_questions(plan, questions_per_image, broken)
             plan_quirk_targets(plan)
 
-    texture = TextureFactory((width, height), seed)
+    image_sizes_of = ImageSizes(sizes, seed)
     files: list[str] = []
     if "vqav2" in sources:
         files += write_vqav2(out, plans, seed)
@@ -138,17 +142,19 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
         files += write_okvqa(out, plans, seed)
     if "gqa" in sources:
         decoy_image_ids = write_gqa_questions(out, plans, gqa_ids, seed)
-        write_image_zip(out, gqa_zip, texture, extra_ids=decoy_image_ids)
+        write_image_zip(out, gqa_zip, image_sizes_of, extra_ids=decoy_image_ids)
         files += [GQA_QUESTIONS_ZIP, GQA_IMAGES_ZIP] + write_visual_genome(out, plans, seed)
     if "coco" in sources or "gqa" in sources:  # GQA's leakage control needs COCO's image lists
-        files += write_coco_annotations(out, plans, seed, (width, height))
+        files += write_coco_annotations(out, plans, seed, image_sizes_of.of)
     for split, zip_plan in coco_zips.items():
-        write_image_zip(out, zip_plan, texture)
+        write_image_zip(out, zip_plan, image_sizes_of)
         files.append(zip_plan.name)
 
-    manifest = build_manifest(out, files, plans, coco_zips, gqa_zip, gqa_ids, counts,
-                               dict(images_per_split=images_per_split, questions_per_image=questions_per_image,
-                                    image_size=[width, height], sources=list(sources), broken=broken, seed=seed))
+    params = dict(images_per_split=images_per_split, questions_per_image=questions_per_image,
+                  image_size=[width, height], sources=list(sources), broken=broken, seed=seed)
+    if image_sizes:  # only then: a mirror made without them keeps the manifest (and bytes) it always had
+        params["image_sizes"] = [list(size) for size in sizes]
+    manifest = build_manifest(out, files, plans, coco_zips, gqa_zip, gqa_ids, counts, params)
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(f["bytes"] for f in manifest["files"].values())
     log.info("wrote %d files, %.1f MB, to %s in %.2f s (%s)", len(files), total / 1e6, out,
@@ -206,6 +212,10 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [_parse_size(part) for part in text.split(",") if part.strip()]
+
+
 def _parse_sources(text: str) -> tuple[str, ...]:
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in names if s not in SOURCES]
@@ -221,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images-per-split", type=int, default=6, help="images per source and split (default 6)")
     parser.add_argument("--questions-per-image", type=int, default=3, help="VQAv2/GQA questions per image (default 3)")
     parser.add_argument("--image-size", type=_parse_size, default=(64, 48), help="WxH of generated images (default 64x48)")
+    parser.add_argument("--image-sizes", type=_parse_sizes, default=None, metavar="WxH,WxH,...",
+                        help="several sizes instead of --image-size: each image gets one of them, chosen per image id")
     for source in SOURCES:
         parser.add_argument(f"--{source}-images", type=int, default=None, metavar="N",
                             help=f"images per split for {source} (overrides --images-per-split)")
@@ -233,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_sample_mirror(args.out_dir, images_per_split=args.images_per_split,
                             questions_per_image=args.questions_per_image, image_size=args.image_size,
-                            images=overrides or None, sources=args.sources, broken=args.broken, seed=args.seed)
+                            images=overrides or None, sources=args.sources, broken=args.broken, seed=args.seed,
+                            image_sizes=args.image_sizes)
     except (ValueError, OSError) as exc:
         log.error("make_sample_mirror: %s", exc)
         return 1

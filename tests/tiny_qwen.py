@@ -6,30 +6,48 @@
 - image processor: the PIL backend of the Qwen2-VL/Qwen3-VL image processor (patch 16, merge 2, as Qwen3-VL),
   with a small pixel cap so images become a handful of tokens;
 - model: `Qwen3VLForConditionalGeneration` with a 2-layer text model and a 2-block vision tower (~150k parameters).
+
+`tiny_qwen2_vl_processor` builds the Qwen2-VL / Qwen2.5-VL counterpart the same way (their processor classes, the
+image processor at its own defaults, TRL's copy of the official Qwen2.5-VL template).
 """
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLProcessor, Qwen3VLConfig,
+                          Qwen3VLForConditionalGeneration, Qwen3VLProcessor)
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-from trl.chat_template_utils import qwen3_vl_chat_template
+from trl.chat_template_utils import qwen2_5_vl_chat_template, qwen3_vl_chat_template
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 PATCH_SIZE, MERGE_SIZE = 16, 2
 MAX_PIXELS = 64 * 64  # the generated mirror's 64x48 images become a 4x4 patch grid = 4 image tokens
 VOCAB_SIZE = 400
+# Qwen3-VL's released preprocessor_config.json: images resized to between 256 x 256 and 4096 x 4096 pixels.
+QWEN3_VL_SIZE = {"shortest_edge": 65536, "longest_edge": 16777216}
 
 
-class OfflineQwen3VLProcessor(Qwen3VLProcessor):
-    """Qwen3VLProcessor without a video processor.
+class WithoutVideoProcessor:
+    """A Qwen-VL processor without a video processor.
 
-    The stock class checks the video processor's class against transformers' video-processor registry, which
+    The stock classes check the video processor's class against transformers' video-processor registry, which
     only exists with torchvision; images never touch the video processor, so that one check is skipped."""
 
     def check_argument_for_proper_class(self, argument_name, argument):
         if argument_name == "video_processor":
             return type(argument)
         return super().check_argument_for_proper_class(argument_name, argument)
+
+
+class OfflineQwen3VLProcessor(WithoutVideoProcessor, Qwen3VLProcessor):
+    pass
+
+
+class OfflineQwen2VLProcessor(WithoutVideoProcessor, Qwen2VLProcessor):
+    pass
+
+
+class OfflineQwen2_5_VLProcessor(WithoutVideoProcessor, Qwen2_5_VLProcessor):
+    pass
 
 
 def train_tokenizer(texts) -> PreTrainedTokenizerFast:
@@ -48,6 +66,15 @@ def tiny_processor(tokenizer, max_pixels: int = MAX_PIXELS) -> Qwen3VLProcessor:
                                                image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return OfflineQwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
                                    chat_template=qwen3_vl_chat_template)
+
+
+def tiny_qwen2_vl_processor(tokenizer, version: str = "2.5"):
+    """A Qwen2-VL ("2") or Qwen2.5-VL ("2.5") processor: the image processor at its own defaults (14-pixel patches
+    merged 2 x 2, 56 x 56 to 28 x 28 x 1280 pixels) and the official Qwen2.5-VL chat template, which adds a
+    system turn ("You are a helpful assistant.") to a conversation without one."""
+    processor_class = {"2": OfflineQwen2VLProcessor, "2.5": OfflineQwen2_5_VLProcessor}[version]
+    return processor_class(image_processor=Qwen2VLImageProcessorPil(), tokenizer=tokenizer, video_processor=None,
+                           chat_template=qwen2_5_vl_chat_template)
 
 
 def tiny_model(tokenizer, seed: int = 0) -> Qwen3VLForConditionalGeneration:

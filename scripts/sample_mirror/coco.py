@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Callable
 
 from sample_mirror.names import COCO_ANNOTATIONS_ZIP, COCO_SUB, SPLITS
 from sample_mirror.plan import SplitPlan, coco_id_pool
@@ -99,7 +100,7 @@ def coco_listed_ids(plans: dict, seed: int) -> dict[str, list[int]]:
     return listed
 
 
-def write_coco_annotations(out: Path, plans: dict, seed: int, image_size: tuple[int, int]) -> list[str]:
+def write_coco_annotations(out: Path, plans: dict, seed: int, size_of: Callable[[int], tuple[int, int]]) -> list[str]:
     with AtomicZip(out / COCO_ANNOTATIONS_ZIP) as zf:
         for kind in ("instances", "person_keypoints"):
             for split in SPLITS:
@@ -113,7 +114,7 @@ def write_coco_annotations(out: Path, plans: dict, seed: int, image_size: tuple[
             order = list(plan.image_ids)
             rng.shuffle(order)
             order = [i for i in (391895, 522418) if i in order] + [i for i in order if i not in (391895, 522418)]
-            images = [_coco_image_entry(rng, i, sub, image_size) for i in order]
+            images = [_coco_image_entry(rng, i, sub, size_of(i)) for i in order]
             captions = [{"image_id": image_id, "id": cid, "caption": text}
                         for cid, image_id, text in _coco_captions(plan, seed)] if ("coco", split) in plans else []
             write_json_member(zf, f"annotations/captions_{sub}.json", [

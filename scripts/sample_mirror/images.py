@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -52,6 +53,28 @@ class TextureFactory:
         return arr
 
 
+class ImageSizes:
+    """Each image's size: one size for every image (the default), or, given several, one of them per image id
+    (a seeded hash, so the same photo has the same size in every archive and in COCO's image lists).  Every
+    size has its own texture; with one size the pictures, and so the bytes, are those of a TextureFactory."""
+
+    def __init__(self, sizes, seed: int):
+        self.sizes = [tuple(int(v) for v in size) for size in sizes]
+        self.seed = seed
+        self._textures: dict = {}
+
+    def of(self, image_id) -> tuple[int, int]:
+        if len(self.sizes) == 1:
+            return self.sizes[0]
+        return self.sizes[zlib.crc32(f"{self.seed}:{image_id}".encode()) % len(self.sizes)]
+
+    def texture(self, image_id) -> TextureFactory:
+        size = self.of(image_id)
+        if size not in self._textures:
+            self._textures[size] = TextureFactory(size, self.seed)
+        return self._textures[size]
+
+
 def _box_blur(arr: np.ndarray, k: int, axis: int) -> np.ndarray:
     pad = [(0, 0)] * arr.ndim
     pad[axis] = (k, 0)
@@ -84,7 +107,7 @@ def truncate_jpeg(data: bytes) -> bytes:
     return data[:cut]
 
 
-def write_image_zip(out: Path, zip_plan: ImageZipPlan, texture: TextureFactory, extra_ids: Iterable = ()) -> dict:
+def write_image_zip(out: Path, zip_plan: ImageZipPlan, sizes: ImageSizes, extra_ids: Iterable = ()) -> dict:
     """Write one image archive (members stored, sorted by name, with the folder entry first).
 
     Returns {image_id: mode} of the images written."""
@@ -95,7 +118,7 @@ def write_image_zip(out: Path, zip_plan: ImageZipPlan, texture: TextureFactory, 
 
     def build(item):
         member, image_id = item
-        data = encode_image(texture, f"{zip_plan.name}:{image_id}", modes[image_id])
+        data = encode_image(sizes.texture(image_id), f"{zip_plan.name}:{image_id}", modes[image_id])
         return truncate_jpeg(data) if image_id in zip_plan.corrupt else data
 
     # Pillow releases the GIL while encoding, so threads help on big mirrors; map() keeps the order, and
