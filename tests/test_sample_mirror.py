@@ -449,3 +449,34 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     manifest = json.loads((tmp_path / msm.MANIFEST_NAME).read_text())
     assert manifest["seed"] == 4 and manifest["params"]["broken"] is False
     assert len(manifest["sources"]["coco"]["train"]["image_ids"]) == 3
+
+
+def test_several_image_sizes_one_per_image_id(mirror, tmp_path):
+    """--image-sizes: each image one of the sizes, the same one wherever its id appears, COCO's image lists saying
+    so; one size gives the bytes of --image-size (only the manifest's params differ)."""
+    sizes = [(80, 60), (40, 90), (120, 33)]
+    out = tmp_path / "sizes"
+    assert msm.main([str(out), "--image-sizes", ",".join(f"{w}x{h}" for w, h in sizes)]) == 0
+    manifest = json.loads((out / msm.MANIFEST_NAME).read_text())
+    assert manifest["params"]["image_sizes"] == [list(size) for size in sizes]
+    seen = {}
+    for zip_name in IMAGE_ZIP_PATTERNS:
+        with zipfile.ZipFile(out / zip_name) as zf:
+            for name in zf.namelist():
+                if not name.endswith("/"):
+                    with Image.open(io.BytesIO(zf.read(name))) as image:
+                        seen[name] = image.size
+    assert set(seen.values()) == set(sizes)
+    listed = 0
+    for split, sub in SPLIT_SUB.items():
+        for entry in _json(out, "annotations_trainval2014.zip", f"annotations/captions_{sub}.json")["images"]:
+            member = f"{sub}/COCO_{sub}_{entry['id']:012d}.jpg"
+            if member in seen:
+                listed += 1
+                assert (entry["width"], entry["height"]) == seen[member]
+    assert listed > 4
+    one = tmp_path / "one"
+    msm.write_sample_mirror(one, image_sizes=[(64, 48)])
+    default, single = _hashes(mirror[0]), _hashes(one)
+    assert {name: digest for name, digest in single.items() if name != msm.MANIFEST_NAME} == \
+        {name: digest for name, digest in default.items() if name != msm.MANIFEST_NAME}
