@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark the build and streaming: speed and memory, against baselines measured in the same run.
 
-    python scripts/bench.py [--quick] [--work-dir DIR] [--json PATH] [--num-proc 1 2] [sizes ...]
+    python scripts/bench.py [--quick] [--work-dir DIR] [--json PATH] [--num-proc 1 2] [--workloads gqa,coco,lengths]
+                            [sizes ...]
 
 Two workloads come from the sample-mirror generator (scripts/make_sample_mirror.py):
   gqa   question-heavy, GQA-shaped: one train_balanced_questions.json of >= 200 MB of full-size GQA
@@ -21,6 +22,9 @@ For each workload it measures, each thing in its own subprocess so that memory p
                 on the layout issue 13 found: each worker's peak RSS, rows/s, time to the first row and
                 batch, shuffle quality over seeds, by buffer size and row-group size
                 (scripts/benchmark/streams.py, scripts/benchmark/loader.py).
+A third part, `lengths` (scripts/benchmark/lengths.py; `--workloads lengths` runs it alone), measures the card's
+`with_lengths` (docs/sequence-lengths.md) against the Qwen3-VL processor with the image, on the same rows of a
+`small` build with COCO-like image sizes, and estimates the time to add lengths to `full` train.
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
 recorded for every run. The figures are printed as tables with the targets of issues 5 and 13; nothing is
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from benchmark.children import CHILDREN, print_and_exit
+from benchmark.lengths import measure_lengths
 from benchmark.measure import MB, Run, measure
 from benchmark.report import report, to_json
 from benchmark.streams import measure_streams
@@ -298,7 +303,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=os.path.join("/tmp", "arr_coc_bench"), help="mirrors and builds go here")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="build with these num_proc values")
-    parser.add_argument("--workloads", default="gqa,coco", help="comma list of gqa, coco")
+    parser.add_argument("--workloads", default="gqa,coco,lengths",
+                        help="comma list of gqa, coco (build and streaming) and lengths (the sequence-lengths part, "
+                             "scripts/benchmark/lengths.py); --workloads lengths runs just that")
     parser.add_argument("--regenerate", action="store_true", help="regenerate mirrors even if the work dir has them")
     parser.add_argument("--keep", action="store_true", help="keep the builds and passthrough output (mirrors are kept)")
     sizes = parser.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
@@ -336,14 +343,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     started = time.perf_counter()
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]
-    startup = measure_startup()
-    results = [run_workload(workload, args) for workload in workloads(args) if workload.name in names]
-    text, targets = report(results, startup, args.quick)
+    builds = [workload for workload in workloads(args) if workload.name in names]
+    startup = measure_startup() if builds else None
+    results = [run_workload(workload, args) for workload in builds]
+    lengths = measure_lengths(args.work_dir, args.quick) if "lengths" in names else None
+    text, targets = report(results, startup, args.quick, lengths)
     print(text)
     print(f"\nbenchmark finished in {time.perf_counter() - started:.1f} s")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(to_json(results, startup, targets, args), handle, indent=1)
+            json.dump(to_json(results, startup, targets, args, lengths), handle, indent=1)
             handle.write("\n")
     if not args.keep:
         for path in glob.glob(os.path.join(args.work_dir, "repo-*")) + glob.glob(os.path.join(args.work_dir, "passthrough-*")):

@@ -22,7 +22,8 @@ def measured(value) -> bool:
 
 def test_quick_benchmark_runs_and_prints_every_table(tmp_path):
     figures_path = tmp_path / "figures.json"
-    command = [sys.executable, BENCH, "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(figures_path)]
+    command = [sys.executable, BENCH, "--quick", "--work-dir", str(tmp_path / "work"), "--json", str(figures_path),
+               "--workloads", "gqa,coco"]  # the lengths part has a test of its own, below
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     for title in TABLES:
@@ -77,3 +78,27 @@ def test_benchmark_data_never_goes_into_the_repository():
     )
     assert result.returncode == 2 and "outside the repository" in result.stderr
     assert not os.path.exists(os.path.join(ROOT, "data", "bench"))
+
+
+def test_quick_lengths_part_runs_alone_and_agrees_with_the_processor(tmp_path):
+    """`--workloads lengths`: only the sequence-lengths part, its figures measured, every row's length the same by
+    both paths (the benchmark's own check), and its target reported."""
+    figures_path = tmp_path / "figures.json"
+    command = [sys.executable, BENCH, "--quick", "--workloads", "lengths", "--work-dir", str(tmp_path / "work"),
+               "--json", str(figures_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sequence lengths" in result.stdout and "Lengths per source" in result.stdout and "Build:" not in result.stdout
+    figures = json.loads(figures_path.read_text())
+    assert figures["workloads"] == [] and figures["startup"] is None
+    lengths = figures["lengths"]
+    assert lengths["rows"] > 0 and lengths["mismatches"] == 0
+    for name in ("with_lengths_rows_per_s", "streamed_rows_per_s", "processor_rows_per_s"):
+        assert measured(lengths[name]), name
+    for per_source in (lengths["by_source"], lengths["per_source"]):
+        assert list(per_source) == ["vqav2", "gqa", "okvqa", "coco"]
+        assert sum(entry["rows"] for entry in per_source.values()) == lengths["rows"]
+    assert all(measured(entry["with_lengths_rows_per_s"]) and measured(entry["processor_rows_per_s"])
+               for entry in lengths["by_source"].values())
+    assert {target["target"] for target in figures["targets"]} == {
+        "with_lengths rows/s / processor rows/s (same rows)", "rows whose with_lengths differs from the processor"}

@@ -50,11 +50,11 @@ class OfflineQwen2_5_VLProcessor(WithoutVideoProcessor, Qwen2_5_VLProcessor):
     pass
 
 
-def train_tokenizer(texts) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts, vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(["user\nassistant\n", *texts], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>")

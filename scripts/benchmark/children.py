@@ -13,6 +13,7 @@ import time
 import zipfile
 from typing import Optional
 
+from benchmark.lengths import child_lengths
 from benchmark.measure import MB
 
 SPLITS = ("train", "validation")
@@ -271,4 +272,5 @@ CHILDREN = {
     "json-load": child_json_load,
     "passthrough": child_passthrough,
     "stream": child_stream,
+    "lengths": child_lengths,  # scripts/benchmark/lengths.py
 }

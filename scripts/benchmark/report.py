@@ -1,10 +1,13 @@
 """The report of scripts/bench.py: its figures printed as tables, evaluated against the targets of
-issues 5 and 13, and written as JSON (`--json`). `results` are bench.WorkloadResult, one per workload."""
+issues 5, 13 and 21, and written as JSON (`--json`). `results` are bench.WorkloadResult, one per build
+workload; `lengths` the sequence-lengths part's figures (scripts/benchmark/lengths.py)."""
 
 import os
 import sys
 from dataclasses import asdict
+from typing import Optional
 
+from benchmark.lengths import lengths_report, lengths_targets
 from benchmark.measure import Run, median, table
 from benchmark.streams import streams_report, streams_targets
 
@@ -19,7 +22,19 @@ def rss_target_mb(result) -> float:
     return RSS_BASE_MB + result.annotation_mb / 2
 
 
-def report(results: list, startup: Run, quick: bool) -> tuple[str, list[dict]]:
+def report(results: list, startup: Optional[Run], quick: bool, lengths: Optional[dict] = None) -> tuple[str, list[dict]]:
+    """The tables of the build and streaming workloads (`results`) and of the sequence-lengths part, then the targets."""
+    out = workload_tables(results, startup) if results else []
+    if lengths:
+        out.extend(lengths_report(lengths))
+    targets = evaluate_targets(results, lengths)
+    out.append("\nTargets (issues 5, 13 and 21)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
+    out.append(table(["target", "workload", "figure", "limit", "met"],
+                     [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
+    return "\n".join(out), targets
+
+
+def workload_tables(results: list, startup: Run) -> list[str]:
     out = []
     out.append("Workloads")
     out.append(table(
@@ -94,14 +109,10 @@ def report(results: list, startup: Run, quick: bool) -> tuple[str, list[dict]]:
     for r in results:
         if r.streams:
             out.extend(streams_report(r.streams, r.workload.name))
-    targets = evaluate_targets(results)
-    out.append("\nTargets (issues 5 and 13)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
-    out.append(table(["target", "workload", "figure", "limit", "met"],
-                     [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
-    return "\n".join(out), targets
+    return out
 
 
-def evaluate_targets(results: list) -> list[dict]:
+def evaluate_targets(results: list, lengths: Optional[dict] = None) -> list[dict]:
     targets = []
 
     def add(target, workload, figure, limit, met):
@@ -130,10 +141,12 @@ def evaluate_targets(results: list) -> list[dict]:
                 first < FIRST_ROW_MAX_S)
         if r.streams:
             streams_targets(r.streams, r.workload.name, add)
+    if lengths:
+        lengths_targets(lengths, add)
     return targets
 
 
-def to_json(results: list, startup: Run, targets: list[dict], args) -> dict:
+def to_json(results: list, startup: Optional[Run], targets: list[dict], args, lengths: Optional[dict] = None) -> dict:
     def build_dict(b) -> dict:
         figures = asdict(b)
         figures.update(rows_per_s=b.rows_per_s, questions_per_s=b.questions_per_s, image_mb_per_s=b.image_mb_per_s)
@@ -142,7 +155,7 @@ def to_json(results: list, startup: Run, targets: list[dict], args) -> dict:
     return {
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "startup": asdict(startup),
+        "startup": asdict(startup) if startup else None,
         "workloads": [
             {
                 "workload": asdict(r.workload),
@@ -159,5 +172,6 @@ def to_json(results: list, startup: Run, targets: list[dict], args) -> dict:
             }
             for r in results
         ],
+        "lengths": lengths,
         "targets": targets,
     }
