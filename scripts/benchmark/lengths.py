@@ -32,7 +32,7 @@ QUESTIONS_PER_IMAGE = 5  # VQAv2's average (GQA balanced has about 13 per image,
 FULL_TRAIN_ROWS = {"vqav2": 82_783, "gqa": 72_000, "okvqa": 8_998, "coco": 82_783}
 VOCAB_SIZE = 4000  # more than the generated rows' words (about 1,000 tokens are learnt)
 SPEEDUP_MIN = 50  # issue 21's goal: with_lengths at least 50x the processor path
-IMAGES_PER_SOURCE = {"quick": 40, "full": 1000}  # per split, before `small`'s cap of 1,000 train images
+IMAGES_PER_SOURCE = {"quick": 16, "full": 1000}  # per split, before `small`'s cap of 1,000 train images
 
 
 def measure_lengths(work_dir: str, quick: bool) -> dict:
