@@ -14,6 +14,12 @@ fewer bytes than Content-Length promised), or stalled beyond the client's read t
 (method, path, range) is faulty on at most `Faults.max_faults_per_request` of its tries, so a client
 within that retry budget always gets through. `Faults(status=503)` answers every request so.
 `server.faults` may be changed while the server runs (an outage that ends, a file that changes).
+
+Files change as on a real server: write or replace them in the directory while it serves (a new
+ETag and Last-Modified follow from the new size and mtime). `server.validators = False` sends
+neither (only the size tells versions apart, as some servers do), and `server.before_request`, a
+function of (method, name, range header), runs before each request is answered: a test replaces
+a file there after a set number of reads, to change it in the middle of a download or a build.
 """
 
 import email.utils
@@ -166,6 +172,8 @@ class RangeRequestHandler(_LoggingMixin, http.server.BaseHTTPRequestHandler):
     def _respond(self, send_body: bool, outcome: list) -> None:
         faults: Optional[Faults] = self.server.faults
         name = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+        if self.server.before_request is not None:
+            self.server.before_request(self.command, name, self.headers.get("Range"))
         fault = faults.choose(self.command, name, self.headers.get("Range")) if faults else None
         if fault == "status":
             outcome[0] = faults.status
@@ -194,9 +202,9 @@ class RangeRequestHandler(_LoggingMixin, http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", self.accept_ranges)
-        # Validators, as real servers send them: a changed file has another ETag.
-        self.send_header("ETag", f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"')
-        self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
+        if self.server.validators:  # as real servers send them: a changed file has another ETag
+            self.send_header("ETag", f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"')
+            self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
         if span:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
@@ -315,6 +323,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.log: list[LoggedRequest] = []
         self.in_flight = 0  # requests being answered, not yet logged
         self.log_changed = threading.Condition()
+        self.validators = True  # send ETag and Last-Modified
+        self.before_request = None  # (method, name, range header) -> None, before each answer
 
     def handle_error(self, request, client_address):
         # A client that hangs up on a kept-alive connection (or a reset we caused) is not news.
@@ -342,6 +352,22 @@ class FileServer:
     @faults.setter
     def faults(self, faults: Optional[Faults]) -> None:
         self._server.faults = faults
+
+    @property
+    def validators(self) -> bool:
+        return self._server.validators
+
+    @validators.setter
+    def validators(self, send: bool) -> None:
+        self._server.validators = send
+
+    @property
+    def before_request(self):
+        return self._server.before_request
+
+    @before_request.setter
+    def before_request(self, hook) -> None:
+        self._server.before_request = hook
 
     @property
     def url(self) -> str:

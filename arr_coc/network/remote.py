@@ -10,6 +10,12 @@ error instead of a silent download of the whole archive. Every request (the HEAD
 single-image GET) runs under the build's retry policy (`arr_coc.network.retry`); a give-up is a one-line
 NetworkError.
 
+An archive is read as one version (`arr_coc.network.versions`): `open_zip(..., pin=validator)` fails
+when the archive is no longer the version the build pinned, every HTTP range answer is checked
+against it (ETag, Last-Modified, the Content-Range total; a 416), s3fs reads with `If-Match` on the
+ETag, and `ArchiveZipFile.verify_unchanged()` asks the server again (at the end of a shard, and
+before a damaged member or a failed read is blamed on the archive or the network).
+
 Credentials for object stores come only from each filesystem's usual environment and config files
 (AWS_* variables and ~/.aws for s3fs, Application Default Credentials for gcsfs, HF_TOKEN or the
 cached login for hf://); the protocol packages themselves are optional installs.
@@ -29,6 +35,7 @@ from fsspec.spec import AbstractBufferedFile
 
 from ..process.errors import SourceFormatError, exception_chain
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
+from .versions import ChangedOnServer, changed, current_info, difference, validator
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
 # than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
@@ -41,7 +48,6 @@ MAX_MEMBER_PREFETCH = 16 * 1024 * 1024
 # writes fuller timestamps locally); the prefetched span covers that much difference.
 _LOCAL_HEADER_SLACK = 1024
 _LOCAL_HEADER_SIZE = 30  # fixed part of a zip local file header
-_FSSPEC_NO_RANGE = "doesn't appear to support range requests"  # fsspec's ValueError for a 200 to a ranged GET
 
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -102,13 +108,16 @@ def join_location(base: str, name: str) -> str:
     return os.path.join(base, name)
 
 
-def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = None) -> BinaryIO:
-    """A seekable binary file for a local path or a URL, reading members by exact ranges."""
+def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = None, pin: Optional[dict] = None) -> BinaryIO:
+    """A seekable binary file for a local path or a URL, reading members by exact ranges.
+
+    For a URL, `pin` is the validator the build first saw (`versions.validator`); None pins the
+    version found now. The handle's `arr_coc_version` is a `RemoteVersion` (None for a local file)."""
     if not is_url(location):
         return open(location, "rb")
     policy = policy or RetryPolicy.from_env()
     if not _is_http(location):
-        return _open_object(location, block_size, policy)
+        return _open_object(location, block_size, policy, pin)
     fs, _ = filesystem_for(location, policy)
     try:
         # HEAD: the size, and whether the server refuses ranges outright. Retried; only a real 404
@@ -123,18 +132,24 @@ def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = 
         raise SourceFormatError(location, "the server sent an empty file")
     if info.get("partial") is False:
         raise RangeRequestsUnsupported(location, _no_range_reason("it answers Accept-Ranges: none"))
+    version = RemoteVersion(location, fs, location, pin or validator(info), policy)
+    version.check_against(validator(info))
     # Passing the size keeps fsspec from a second HEAD and from its streaming (non-seekable) file.
     handle = fs.open(location, "rb", block_size=block_size, size=size, cache_type="none")
-    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location, policy), size)
+    read = http_range_reader(fs, location, version.pinned, _archive_without_ranges(location))
+    handle.cache = MemberSpanCache(block_size, retried_range_reader(read, location, policy, version), size)
+    handle.arr_coc_version = version
     return handle
 
 
-def _open_object(location: str, block_size: int, policy: RetryPolicy) -> BinaryIO:
+def _open_object(location: str, block_size: int, policy: RetryPolicy, pin: Optional[dict]) -> BinaryIO:
     """An object-store file (s3://, gs://, hf://, ...) with the same exact-span member reads as HTTP."""
     check_protocol(location)
     fs, path = filesystem_for(location, policy)  # credentials: the filesystem's own environment/config
     try:
         # Opening reads the object's metadata (its size): one request, retried like the others.
+        # Fresh metadata, not a listing cached earlier in this process: it is what gets pinned.
+        with_retries(lambda: current_info(fs, path), url=location, policy=policy)
         handle = with_retries(lambda: fs.open(path, "rb", block_size=block_size, cache_type="none"), url=location, policy=policy)
     except NotThere:
         raise NotThere(location, "not found in the object store") from None
@@ -143,19 +158,113 @@ def _open_object(location: str, block_size: int, policy: RetryPolicy) -> BinaryI
     if not handle.size:
         handle.close()
         raise SourceFormatError(location, "the object is empty")
-    handle.cache = MemberSpanCache(block_size, _range_fetcher(handle, location, policy), handle.size)
+    opened = validator(handle.details)
+    version = RemoteVersion(location, fs, path, pin or opened, policy)
+    version.check_against(opened)
+    # s3fs reads an open file with If-Match on its ETag (FileExpired when it changed); the others
+    # are checked again by `verify_unchanged` when a read fails and at the end of each shard.
+    handle.cache = MemberSpanCache(block_size, retried_range_reader(handle._fetch_range, location, policy, version), handle.size)
+    handle.arr_coc_version = version
     return handle
 
 
-def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional[RetryPolicy] = None) -> zipfile.ZipFile:
-    handle = open_binary(location, block_size, policy)
+class RemoteVersion:
+    """The version of one remote file that a build reads: `pinned`, the validator it first saw."""
+
+    def __init__(self, location: str, fs, path: str, pinned: dict, policy: RetryPolicy):
+        self.location, self.fs, self.path, self.pinned, self.policy = location, fs, path, pinned, policy
+
+    def check_against(self, current: dict) -> None:
+        detail = difference(self.pinned, current)
+        if detail is not None:
+            raise changed(self.location, detail)
+
+    def verify_unchanged(self) -> None:
+        """Ask the server again (one retried HEAD or metadata request); ChangedOnServer if it has another version."""
+        info = with_retries(lambda: current_info(self.fs, self.path), url=self.location, policy=self.policy)
+        self.check_against(validator(info))
+
+    def verify_unchanged_or_raise(self, failure: BaseException) -> None:
+        """After `failure` (a read that failed): ChangedOnServer if the file changed, else `failure` itself.
+        One quick question to the server: if it cannot answer either, the original failure stands."""
+        try:
+            info = current_info(self.fs, self.path)
+        except Exception:  # noqa: BLE001 - the server cannot say: report what failed first
+            raise failure
+        self.check_against(validator(info))
+        raise failure
+
+
+def current_version(location: str, policy: Optional[RetryPolicy] = None) -> Optional[dict]:
+    """The validator a remote file has now (None for a local path): what a build pins it to."""
+    if not is_url(location):
+        return None
+    policy = policy or RetryPolicy.from_env()
+    check_protocol(location)
+    fs, path = filesystem_for(location, policy)
     try:
-        return ArchiveZipFile(handle, location=location)
+        return validator(with_retries(lambda: current_info(fs, path), url=location, policy=policy))
+    except NotThere:
+        raise NotThere(location, "not found at the mirror") from None
+
+
+def _archive_without_ranges(location: str) -> Callable[[], SourceFormatError]:
+    return lambda: RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file"))
+
+
+def http_range_reader(fs, url: str, pinned: Optional[dict], no_range: Callable[[], Exception],
+                      when: str = "during the build") -> Callable[[int, int], bytes]:
+    """read(start, end) -> the server's answer to one ranged GET of `url`, checked against `pinned`.
+
+    fsspec's own ranged read discards the headers that tell one version from another and turns a
+    416 into an empty body; this GET (on fsspec's session, so its timeouts hold) checks them: an
+    ETag or Last-Modified other than the pinned one, a Content-Range total other than the pinned
+    size, or a 416 is `ChangedOnServer`. A 200 (the whole file) is `no_range()`, unless the range
+    asked for was the whole file."""
+    from fsspec.asyn import sync
+
+    async def get(start: int, end: int) -> bytes:
+        session = await fs.set_session()
+        headers = {**fs.kwargs.get("headers", {}), "Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        kwargs = {key: value for key, value in fs.kwargs.items() if key != "headers"}
+        async with session.get(fs.encode_url(url), headers=headers, **kwargs) as response:
+            if response.status == 416:
+                raise changed(url, f"HTTP 416 for bytes {start}-{end - 1}: the file is shorter than when it was first read", when)
+            response.raise_for_status()
+            whole = response.status == 200
+            if whole and not (start == 0 and pinned is not None and str(end) == pinned.get("size")):
+                raise no_range()
+            if pinned is not None:
+                _check_answer(url, pinned, response.headers, whole, when)
+            return await response.read()
+
+    return lambda start, end: sync(fs.loop, get, start, end)
+
+
+def _check_answer(url: str, pinned: dict, headers, whole: bool, when: str) -> None:
+    answered = {name: headers[name] for name in ("ETag", "Last-Modified") if headers.get(name)}
+    content_range = headers.get("Content-Range", "")
+    total = content_range.rpartition("/")[2] if not whole else headers.get("Content-Length")
+    if total and total.isdigit():
+        answered["size"] = total
+    detail = difference(pinned, answered)
+    if detail is not None:
+        raise changed(url, detail, when)
+
+
+def open_zip(location: str, block_size: int = IMAGE_BLOCK_SIZE, policy: Optional[RetryPolicy] = None,
+             pin: Optional[dict] = None) -> "ArchiveZipFile":
+    """The archive at a local path or URL; a URL's reads are pinned to `pin` (see `open_binary`)."""
+    handle = open_binary(location, block_size, policy, pin)
+    try:
+        return ArchiveZipFile(handle, location=location, version=getattr(handle, "arr_coc_version", None))
     except zipfile.BadZipFile as error:
         handle.close()
         network = network_failure_behind(error)
         if network is not None:  # zipfile turns any OSError while finding the directory into BadZipFile
             raise network from None
+        if isinstance(error.__context__, ChangedOnServer):
+            raise error.__context__ from None
         raise SourceFormatError(location, f"not a readable zip archive ({error})") from None
     except SourceFormatError:
         handle.close()
@@ -187,9 +296,10 @@ def read_url(url: str, policy: Optional[RetryPolicy] = None) -> bytes:
     return with_retries(lambda: fs.cat_file(path), url=url, policy=policy)
 
 
-def network_failure_behind(error: BaseException) -> Optional[NetworkError]:
-    """The NetworkError that zipfile reported as a damaged archive, if that is what happened."""
-    return next((candidate for candidate in exception_chain(error) if isinstance(candidate, NetworkError)), None)
+def network_failure_behind(error: BaseException) -> Optional[OSError | ChangedOnServer]:
+    """The NetworkError (or ChangedOnServer) that zipfile reported as a damaged archive, if that is what happened."""
+    kinds = (NetworkError, ChangedOnServer)
+    return next((candidate for candidate in exception_chain(error) if isinstance(candidate, kinds)), None)
 
 
 class ArchiveZipFile(zipfile.ZipFile):
@@ -199,9 +309,10 @@ class ArchiveZipFile(zipfile.ZipFile):
     `{"questions": []}` would quietly empty a whole split.
     """
 
-    def __init__(self, file, mode="r", *args, location: Optional[str] = None, **kwargs):
+    def __init__(self, file, mode="r", *args, location: Optional[str] = None, version: Optional[RemoteVersion] = None, **kwargs):
         super().__init__(file, mode, *args, **kwargs)
         self.location = location or self.filename or repr(file)
+        self.version = version  # None for a local file
         # Once per archive (a Counter over ~80k image names is milliseconds), not once per member.
         self.duplicated_names = frozenset(name for name, count in Counter(self.namelist()).items() if count > 1)
 
@@ -216,6 +327,11 @@ class ArchiveZipFile(zipfile.ZipFile):
             if info.compress_size <= MAX_MEMBER_PREFETCH:
                 cache.prefetch(*_member_span(info))
         return super().open(name, mode, pwd=pwd, force_zip64=force_zip64)
+
+    def verify_unchanged(self) -> None:
+        """A remote archive: ChangedOnServer if the server now has another version than the one read."""
+        if self.version is not None:
+            self.version.verify_unchanged()
 
     def close(self):
         handle = self.fp
@@ -250,27 +366,19 @@ class MemberSpanCache(ReadAheadCache):
         self.start, self.end = start, start + len(self.cache)
 
 
-def _range_fetcher(handle, location: str, policy: Optional[RetryPolicy] = None):
-    """The handle's ranged GET for a zip archive's member spans (see `retried_range_reader`)."""
-    return retried_range_reader(
-        handle._fetch_range, location,
-        lambda: RangeRequestsUnsupported(location, _no_range_reason("it answered a ranged GET with the whole file")),
-        policy,
-    )  # fmt: skip
-
-
-def retried_range_reader(read: Callable[[int, int], bytes], location: str, no_range: Callable[[], SourceFormatError],
-                         policy: Optional[RetryPolicy] = None) -> Callable[[int, int], bytes]:
+def retried_range_reader(read: Callable[[int, int], bytes], location: str, policy: Optional[RetryPolicy] = None,
+                         version: Optional[RemoteVersion] = None) -> Callable[[int, int], bytes]:
     """fetch(start, end) -> exactly those bytes of `location`: `read(start, end)` under the retry policy.
-    fsspec's ValueError for a server that answers a ranged GET with the whole file becomes `no_range()`;
-    a short body is retried (a dropped connection); a long one is an error."""
+    A short body is retried (a dropped connection), a long one is an error. When retries give up and
+    `version` is known, the server is asked whether the file changed: a shrunk or replaced file is
+    `ChangedOnServer`, not a network failure."""
 
     def fetch_once(start: int, end: int) -> bytes:
         try:
             data = read(start, end)
-        except ValueError as error:
-            if _FSSPEC_NO_RANGE in str(error):
-                raise no_range() from None
+        except OSError as error:
+            if type(error).__name__ == "FileExpired":  # s3fs: the ETag no longer matches (If-Match)
+                raise changed(location, "its ETag no longer matches") from None
             raise
         if len(data) < end - start:
             raise TruncatedBody(f"the server sent {len(data)} bytes for the range {start}-{end - 1}")
@@ -280,6 +388,11 @@ def retried_range_reader(read: Callable[[int, int], bytes], location: str, no_ra
         return data
 
     def fetch(start: int, end: int) -> bytes:
-        return with_retries(lambda: fetch_once(start, end), url=location, byte_range=(start, end), policy=policy)
+        try:
+            return with_retries(lambda: fetch_once(start, end), url=location, byte_range=(start, end), policy=policy)
+        except NetworkError as failure:
+            if version is not None:
+                version.verify_unchanged_or_raise(failure)  # a file that changed is not a network failure
+            raise
 
     return fetch

@@ -31,7 +31,7 @@ from typing import Callable, Optional, TypeVar
 
 import tenacity
 
-from ..process.errors import exception_chain
+from ..process.errors import SourceFormatError, exception_chain
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,8 @@ def with_retries(fn: Callable[[], T], *, url: str, byte_range: Optional[tuple[in
         if _is_network_failure(error):
             attempts = retrying.statistics.get("attempt_number", 1)
             raise NetworkError(url, byte_range, describe(error), attempts=attempts, status=http_status(error)) from error
-        name_the_url(error, url)
+        if not isinstance(error, SourceFormatError):  # that one names its file already
+            name_the_url(error, url)
         raise
 
 
