@@ -30,7 +30,7 @@ if _HERE not in sys.path:
 
 from arr_coc import schema  # noqa: E402
 from arr_coc.network.download import cached_download  # noqa: E402
-from arr_coc.network.remote import check_protocol, is_url, join_location, url_protocol  # noqa: E402
+from arr_coc.network.remote import check_protocol, current_version, is_url, join_location, url_protocol  # noqa: E402
 from arr_coc.network.retry import NetworkError  # noqa: E402
 from arr_coc.pipeline import decontamination  # noqa: E402
 from arr_coc.pipeline.report import decontamination_report  # noqa: E402
@@ -147,7 +147,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             captions_per_image=self.config.captions_per_image,
             seed=self.config.seed,
         )
+        self.downloaded_from = {}  # cached path -> URL, so that an error about a download names both
         specs = {split: self._shard_specs(split, dl_manager) for split in schema.SPLITS}
+        specs = self._pin_remote_archives(specs)
         # Read here, once per build in this process; GQA shards get the result as plain data.
         photo_ids = self._read_photo_ids(dl_manager)
         if photo_ids is not None:
@@ -164,6 +166,19 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             for split in schema.SPLITS
         ]
 
+    def _pin_remote_archives(self, specs: dict) -> dict:
+        """Every archive the shards read by range, pinned to the version it has now (one HEAD or metadata
+        request each): shards in any process then read that version or fail in one line
+        (arr_coc.network.versions), never a mix of two."""
+        pins = {}
+        for spec in (spec for split_specs in specs.values() for spec in split_specs):
+            for location in (spec.image_archive, spec.questions[0], spec.annotations[0] if spec.annotations else None):
+                if location is not None and is_url(location) and location not in pins:
+                    pins[location] = current_version(location)
+        if not pins:
+            return specs
+        return {split: [dataclasses.replace(spec, versions=pins) for spec in split_specs] for split, split_specs in specs.items()}
+
     def _generate_examples(self, shards, options, stats_dir):
         # The parts of one source that this process generates one after the other share one read
         # of the source's annotation files; rows, keys and order are those of each part alone.
@@ -177,7 +192,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                     counts[position] += 1
             except Exception as error:
                 # From a `num_proc` worker only a flattened traceback comes back: keep one line here.
-                record_failure(stats_dir, run[position].index, _failure_reason(run[position], error))
+                reason = _with_origins(_failure_reason(run[position], error), getattr(self, "downloaded_from", {}))
+                record_failure(stats_dir, run[position].index, reason)
                 raise
             for spec, spec_stats in zip(run, stats):
                 _check_official_count(spec, spec_stats, self.config.data_dir)
@@ -248,6 +264,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         coco_annotations = self._photo_id_file(decontamination.COCO_ARCHIVE, dl_manager, needed=True) if enabled else None
         try:
             photo_ids = decontamination.read_photo_ids(image_data, coco_annotations)
+        except SourceFormatError as error:  # name the URL of a downloaded file, not only its cache path
+            raise type(error)(_with_origins(error.filename, self.downloaded_from), error.message, error.record) from None
         except FileNotFoundError as error:  # a URL that turned out not to exist (streaming reads lazily)
             if enabled:
                 raise FileNotFoundError(f"{_one_line(error)}; leakage control needs it: {decontamination.OFF_HINT}") from None
@@ -306,7 +324,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if dl_manager.is_streaming or not is_url(location):
             return location
         progress = not datasets.utils.are_progress_bars_disabled()  # datasets.disable_progress_bars() silences ours too
-        return cached_download(location, _downloads_dir(dl_manager), progress=progress)
+        path = cached_download(location, _downloads_dir(dl_manager), progress=progress)
+        self.downloaded_from[path] = location
+        return path
 
     def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
         """(zip archive location, None) or (None, per-image URL template)."""
@@ -339,6 +359,15 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+def _with_origins(reason: str, downloaded_from: dict) -> str:
+    """A reason that names a downloaded file by its cache path names its URL too: the cache path
+    alone says nothing of where the bytes came from, the URL alone not which copy was read."""
+    for path, url in downloaded_from.items():
+        if path in reason:
+            reason = reason.replace(path, f"{url} (cached as {path})", 1)
+    return reason
 
 
 def _failure_reason(spec: ShardSpec, error: Exception) -> str:

@@ -37,7 +37,7 @@ from typing import Optional, Sequence  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from arr_coc import schema  # noqa: E402
-from arr_coc.network.download import INCOMPLETE_SUFFIX, LOCK_SUFFIX, download, remove_if_present  # noqa: E402
+from arr_coc.network.download import INCOMPLETE_SUFFIX, download  # noqa: E402
 from arr_coc.network.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.network.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
 from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
@@ -170,12 +170,12 @@ def remote_size(url: str, policy: RetryPolicy) -> Optional[int]:
 def fetch_file(planned: PlannedFile, policy: RetryPolicy) -> Optional[str]:
     """Download one file into place; the one-line reason when it failed, None when it is complete."""
     try:
-        download(planned.url, planned.dest, policy=policy, progress=True)
+        # A mirror holds only the files: no version record beside them (download leaves no lock either).
+        download(planned.url, planned.dest, policy=policy, progress=True, keep_version=False)
     except Exception as error:  # noqa: BLE001 - the other files go on; the failure is reported at the end
         reason = one_line(error)
         logger.error("%s", reason)
         return reason
-    remove_if_present(planned.dest + LOCK_SUFFIX)  # a mirror holds only the files
     logger.info("%s: complete", planned.dest)
     return None
 

@@ -8,6 +8,7 @@ record at all; see scripts/make_sample_mirror.py `_plan_visual_genome`.
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -77,7 +78,10 @@ def test_real_records_in_an_official_zip_give_an_empty_map(tmp_path):
     archive = tmp_path / vg.ARCHIVE
     with zipfile.ZipFile(archive, "w") as handle:
         handle.write(REAL_IMAGE_DATA, vg.MEMBER)
-    assert decontamination.read_visual_genome(str(archive)) == ({}, 5)
+    assert decontamination.read_visual_genome(str(archive)) == ({}, frozenset({"1", "2", "3", "4", "5"}))
+    # No image with a coco_id: never the official file, so leakage control refuses to run on it.
+    with pytest.raises(SourceFormatError, match=rf"^{re.escape(str(archive))}:image_data.json: no image has a coco_id"):
+        decontamination.read_photo_ids(str(archive), coco_annotations=str(archive))  # the map is checked before the COCO lists
 
 
 def test_reader_on_generated_records_accepts_id_and_keeps_null(mirror):
@@ -293,6 +297,75 @@ def test_without_gqa_no_id_file_is_needed(mirror, tmp_path):
     report = builder.decontamination_report()
     assert report["enabled"] is True and report["files"] == {} and report["visual_genome_images_with_coco_id"] is None
     assert all(row["metadata"]["coco_id"] == row["metadata"]["image_id"] for row in raw_rows(builder.as_dataset()["validation"]))
+
+
+# -- incomplete id files -------------------------------------------------------------------------
+
+
+def mirror_with(mirror_path, tmp_path, archive_name, member, data: bytes):
+    """A copy of the mirror (links) whose `archive_name` has `member` replaced by `data` (or removed: None)."""
+    copy = mirror_without(mirror_path, tmp_path, archive_name)
+    with zipfile.ZipFile(os.path.join(str(mirror_path), archive_name)) as source, zipfile.ZipFile(copy / archive_name, "w") as target:
+        for info in source.infolist():
+            if info.filename != member:
+                target.writestr(info, source.read(info))
+            elif data is not None:
+                target.writestr(info, data)
+    return copy
+
+
+def captions_without_images(mirror_path, split, images) -> bytes:
+    member = f"annotations/captions_{split}.json"
+    with zipfile.ZipFile(os.path.join(str(mirror_path), decontamination.COCO_ARCHIVE)) as archive:
+        record = json.loads(archive.read(member))
+    if images is None:
+        del record["images"]
+    else:
+        record["images"] = images
+    return json.dumps(record).encode()
+
+
+def half_of_the_map(mirror_path) -> bytes:
+    with zipfile.ZipFile(os.path.join(str(mirror_path), vg.ARCHIVE)) as archive:
+        records = json.loads(archive.read(vg.MEMBER))
+    return json.dumps(records[: len(records) // 2]).encode()
+
+
+@pytest.mark.parametrize("case", ["map []", "half the map", "no coco_id", "val2014 images []", "train2014 no images"])
+def test_leakage_control_never_runs_on_incomplete_id_files(mirror, tmp_path, case):
+    path, _ = mirror
+    coco_member = {"val2014 images []": "val2014", "train2014 no images": "train2014"}.get(case)
+    if coco_member:
+        member = f"annotations/captions_{coco_member}.json"
+        data = captions_without_images(path, coco_member, [] if "[]" in case else None)
+        copy, named = mirror_with(path, tmp_path, decontamination.COCO_ARCHIVE, member, data), f"{decontamination.COCO_ARCHIVE}:{member}"
+    else:
+        data = {"map []": b"[]", "half the map": half_of_the_map(path),
+                "no coco_id": json.dumps([{"image_id": 1, "coco_id": None}]).encode()}[case]
+        copy, named = mirror_with(path, tmp_path, vg.ARCHIVE, vg.MEMBER, data), f"{vg.ARCHIVE}:{vg.MEMBER}"
+    repo = tmp_path / "repo"
+    result = subprocess.run([sys.executable, BUILD, "--config", "small", "--data-dir", str(copy), "--output-dir", str(repo),
+                             "--sources", "gqa"], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0], errors
+    if case == "half the map":
+        assert "has no record of GQA image" in errors[0] and "--no-decontaminate" in errors[0]
+    assert not (repo / "data").exists()
+    # The switch still builds: the map, whatever it holds, only fills coco_id then.
+    assert build.main(["--config", "small", "--data-dir", str(copy), "--output-dir", str(repo), "--sources", "gqa",
+                       "--no-decontaminate"]) == 0
+
+
+def test_every_decimal_gqa_id_of_the_generated_mirror_is_in_its_map(mirror):
+    path, _ = mirror
+    with zipfile.ZipFile(os.path.join(str(path), vg.ARCHIVE)) as archive:
+        listed = set(vg.read_coco_ids(io.BytesIO(archive.read(vg.MEMBER)), vg.MEMBER))
+    with zipfile.ZipFile(os.path.join(str(path), "questions1.2.zip")) as archive:
+        for name in archive.namelist():
+            if name.endswith(("train_balanced_questions.json", "val_balanced_questions.json")):
+                ids = {record["imageId"] for record in json.loads(archive.read(name)).values()}
+                assert {i for i in ids if i.isdigit()} <= listed, name
 
 
 # -- scripts/build.py and load_dataset ----------------------------------------------------------

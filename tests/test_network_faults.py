@@ -69,14 +69,16 @@ def test_builds_through_a_faulty_server_equal_the_builds_from_disk(mirror, disk_
         for name in ANNOTATION_ARCHIVES:  # ... and the annotation archives now are in the cache
             assert any(file.endswith("-" + name) for file in cached_files(cache)), name
 
-        # Another config (in two processes): not one request for an annotation archive again.
+        # Another config (in two processes): each annotation archive costs a HEAD (is it still the
+        # version in the cache?) and not one byte of body again.
         server.clear_log()
         full = tmp_path / "full"
         args = ["--config", "full", "--data-dir", server.url, "--output-dir", str(full), "--cache-dir", str(cache)]
         assert build.main([*args, "--num-proc", "2"]) == 0
         assert tree_digest(full / "data") == tree_digest(disk_repos["full"] / "data")
-        requested = {entry.path.lstrip("/") for entry in server.requests()}
+        requested = {entry.path.lstrip("/") for entry in server.requests() if entry.method == "GET"}
         assert requested and not requested & set(ANNOTATION_ARCHIVES)
+        assert {entry.path.lstrip("/") for entry in server.requests() if entry.method == "HEAD"} >= set(ANNOTATION_ARCHIVES)
         assert not [path for path in tree_digest(full) if path.endswith(".zip")]  # no download inside the repo
 
 
@@ -122,7 +124,7 @@ def test_faults_beyond_the_budget_fail_in_one_line_and_keep_the_downloads(mirror
     kept = cached_files(cache)
     for name in ANNOTATION_ARCHIVES:  # every completed download stays for the next try
         assert any(file.endswith("-" + name) for file in kept), name
-    assert not [file for file in kept if file.endswith((".incomplete", ".json"))]
+    assert not [file for file in kept if file.endswith((".incomplete", ".incomplete.json", ".lock"))]
 
 
 # -- the official URLs: per-image COCO URLs --------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Optional
 
 from PIL import Image
 
-from ..network.remote import network_failure_behind, open_zip, read_url
+from ..network.remote import ArchiveZipFile, network_failure_behind, open_zip, read_url
 from ..network.retry import NetworkError, NotThere
 from ..process.errors import SourceFormatError
 
@@ -102,11 +102,13 @@ class ImageStore:
     """The images of one source split: members of a zip archive, or single files under a base URL."""
 
     def __init__(
-        self, archive: Optional[str], folder: str, url_template: Optional[str] = None, remember_checks: bool = False
-    ):
+        self, archive: Optional[str], folder: str, url_template: Optional[str] = None, remember_checks: bool = False,
+        pin: Optional[dict] = None,
+    ):  # fmt: skip
         self.archive = archive
         self.folder = folder
         self.url_template = url_template
+        self.pin = pin  # a remote archive: the version the build reads (arr_coc.network.versions)
         self._zip: Optional[zipfile.ZipFile] = None
         self._inspect = _CHECK_MEMO.inspect if remember_checks else inspect_image
 
@@ -123,7 +125,7 @@ class ImageStore:
                 return None
             return data if len(data) <= MAX_IMAGE_BYTES else b""  # too large: corrupt, as below
         if self._zip is None:
-            self._zip = open_zip(self.archive)
+            self._zip = open_zip(self.archive, pin=self.pin)
         try:
             info = self._zip.getinfo(posixpath.join(self.folder, file_name))
             if info.file_size > MAX_IMAGE_BYTES:
@@ -138,7 +140,9 @@ class ImageStore:
             if network is not None:
                 raise network from None  # the network failed, not the image
             # A damaged member (bad CRC, cut-off deflate stream, a compression method or encryption
-            # flag bit-flipped into its header) is an unreadable image, not a build failure.
+            # flag bit-flipped into its header) is an unreadable image, not a build failure, unless
+            # the archive changed on the server (then bytes at the old offsets mean nothing).
+            self.verify_unchanged()
             return b""
 
     def fetch(self, file_name: str) -> CheckedImage | str:
@@ -157,8 +161,14 @@ class ImageStore:
         try:
             width, height = self._inspect(data)
         except CorruptImage:
+            self.verify_unchanged()
             return CORRUPT_IMAGE
         return CheckedImage(data=data, file_name=file_name, width=width, height=height)
+
+    def verify_unchanged(self) -> None:
+        """A remote archive: ChangedOnServer if the server no longer has the version read (one request)."""
+        if isinstance(self._zip, ArchiveZipFile):
+            self._zip.verify_unchanged()
 
     def close(self) -> None:
         if self._zip is not None:

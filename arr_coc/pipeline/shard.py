@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from ..network.remote import STREAM_BLOCK_SIZE, open_archive_member, open_zip
+from ..network.retry import NetworkError
+from ..network.versions import ChangedOnServer
+from ..process.errors import SourceFormatError
 from ..readers import coco, gqa, okvqa, vqav2
 from ..readers.sources import coco_file_name, gqa_file_name
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
@@ -48,6 +51,9 @@ class ShardSpec:
     # GQA only: each image's COCO id and the images that cross the split boundary (leakage control).
     # Read once per build and shared by every GQA shard of the split; never compared or hashed.
     gqa_photos: Optional[GqaPhotos] = field(default=None, compare=False)
+    # Remote archives this shard reads by range -> the validator the build pinned them to when it
+    # started (arr_coc.network.versions): every shard, in any process, reads that one version.
+    versions: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,20 @@ class RowOptions:
 
 
 @contextlib.contextmanager
-def open_member(location: str, member: str, find_member=None):
-    """Stream one JSON member out of a (local or remote) zip archive."""
-    with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
+def open_member(location: str, member: str, find_member=None, pin: Optional[dict] = None):
+    """Stream one JSON member out of a (local or remote) zip archive; a remote one is read as the
+    pinned version, and a read that fails is blamed on the file only once the server says it has
+    not changed meanwhile."""
+    with open_zip(location, block_size=STREAM_BLOCK_SIZE, pin=pin) as archive:
         name = find_member(archive.namelist(), member, location) if find_member else member
-        with open_archive_member(archive, location, name) as stream:
-            yield stream, f"{location}:{name}"
+        try:
+            with open_archive_member(archive, location, name) as stream:
+                yield stream, f"{location}:{name}"
+        except (SourceFormatError, NetworkError) as error:
+            if archive.version is not None and not isinstance(error, ChangedOnServer):
+                archive.version.verify_unchanged_or_raise(error)
+            raise
+        archive.verify_unchanged()
 
 
 def generate_parts(specs: Sequence[ShardSpec], options: RowOptions, stats: Sequence[ShardStats]) -> Iterator[tuple[int, dict]]:
@@ -81,14 +95,16 @@ def generate_parts(specs: Sequence[ShardSpec], options: RowOptions, stats: Seque
     with _cyclic_gc_paused():
         items_total = _collect(first, options, selector, [spec.part for spec in specs])
     store = ImageStore(
-        first.image_archive, first.image_folder, first.image_url_template, remember_checks=first.source in SHARED_IMAGES
-    )
+        first.image_archive, first.image_folder, first.image_url_template, remember_checks=first.source in SHARED_IMAGES,
+        pin=first.versions.get(first.image_archive),
+    )  # fmt: skip
     try:
         for position, (spec, shard_stats) in enumerate(zip(specs, stats)):
             shard_stats.items_total = items_total
             for entry in selector.take(spec.part):
                 for row in _image_rows(spec, options, entry, store, shard_stats):
                     yield position, row
+        store.verify_unchanged()  # what these parts read and skipped is of the version the build pinned
     finally:
         store.close()
 
@@ -117,19 +133,20 @@ def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector, part
         spec.num_parts,
         spec.questions[1],
     )
+    questions, annotations = _pinned(spec, spec.questions), _pinned(spec, spec.annotations)
     if spec.source == "gqa":
-        with open_member(*spec.questions, find_member=gqa.find_question_member) as (stream, name):
-            return collect_gqa(gqa.iter_questions(stream, name, options.gqa_answer_style), selector)
+        with open_member(*spec.questions, find_member=gqa.find_question_member, pin=questions) as (stream, name):
+            return collect_gqa(_mapped_only(gqa.iter_questions(stream, name, options.gqa_answer_style), spec, name), selector)
     if spec.source == "coco":
         # Two streaming passes over the same member: `images` and `annotations` are separate lists.
-        with open_member(*spec.questions) as (images, name), open_member(*spec.questions) as (captions, _):
+        with open_member(*spec.questions, pin=questions) as (images, name), open_member(*spec.questions, pin=questions) as (captions, _):
             return collect_coco(coco.iter_images(images, name), coco.iter_captions(captions, name), selector)
     question_types = {}
     if spec.source == "okvqa":
-        with open_member(*spec.annotations) as (stream, name):
+        with open_member(*spec.annotations, pin=annotations) as (stream, name):
             question_types = okvqa.read_question_types(stream, name)
-    with open_member(*spec.questions) as (questions, questions_name):
-        with open_member(*spec.annotations) as (annotations, annotations_name):
+    with open_member(*spec.questions, pin=questions) as (questions, questions_name):
+        with open_member(*spec.annotations, pin=annotations) as (annotations, annotations_name):
             if spec.source == "okvqa":
                 answers = okvqa.iter_annotations(annotations, annotations_name, question_types)
             else:
@@ -137,6 +154,19 @@ def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector, part
             return collect_vqa(
                 vqav2.iter_questions(questions, questions_name), answers, selector, annotations_name, questions_name
             )
+
+
+def _mapped_only(questions, spec: ShardSpec, name: str):
+    """GQA questions, each image id checked against Visual Genome's map when leakage control is on."""
+    photos = spec.gqa_photos
+    for image_id, qa in questions:
+        if photos is not None:
+            photos.check_listed(image_id, name)
+        yield image_id, qa
+
+
+def _pinned(spec: ShardSpec, member: Optional[tuple[str, str]]) -> Optional[dict]:
+    return spec.versions.get(member[0]) if member is not None else None
 
 
 def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, stats: ShardStats) -> Iterator[dict]:
