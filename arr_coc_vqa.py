@@ -12,8 +12,10 @@ The Hub repository ships what this builder generates (Parquet shards + README YA
 """
 
 import dataclasses
+import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -52,6 +54,9 @@ _LICENSE = "cc-by-4.0 (annotations); images follow the COCO/Flickr and Visual Ge
 # `download_and_prepare(num_proc=2)` runs in parallel and streaming has several shards. Parts that
 # one process generates one after the other read the source's files once (`_runs_of_parts`).
 PARTS_PER_SOURCE = 2
+# Beside a prepared dataset in the builder's cache: the counts of the build that made it.
+_STATS_FOLDER = "arr_coc_build_stats"
+_DECONTAMINATION_FILE = "arr_coc_decontamination.json"
 
 
 @dataclass
@@ -137,9 +142,14 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         # Shards report their counts here; `build_stats()` adds them up after the build.
-        # Under the builder's cache dir, so they go with it instead of piling up in /tmp.
+        # Under the builder's cache dir, so they go with it instead of piling up in /tmp. A stream
+        # counts apart: reading a stream must not hide the counts of the build prepared before it.
         cache_root = self._cache_dir_root if os.path.isdir(self._cache_dir_root) else None
-        self.stats_dir = tempfile.mkdtemp(prefix="arr_coc_vqa_stats_", dir=cache_root)
+        stats_dir = tempfile.mkdtemp(prefix="arr_coc_vqa_stats_", dir=cache_root)
+        if dl_manager.is_streaming:
+            self.stream_stats_dir = stats_dir
+        else:
+            self.stats_dir = stats_dir
         options = RowOptions(
             vqa_prompt_suffix=self.config.vqa_prompt_suffix,
             turns_per_example=self.config.turns_per_example,
@@ -158,10 +168,11 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 specs[split] = [
                     dataclasses.replace(spec, gqa_photos=gqa_photos) if spec.source == "gqa" else spec for spec in specs[split]
                 ]
+        self.stream_shards = sum(len(split_specs) for split_specs in specs.values())
         return [
             datasets.SplitGenerator(
                 name=split,
-                gen_kwargs={"shards": specs[split], "options": options, "stats_dir": self.stats_dir},
+                gen_kwargs={"shards": specs[split], "options": options, "stats_dir": stats_dir},
             )
             for split in schema.SPLITS
         ]
@@ -199,20 +210,47 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 _check_official_count(spec, spec_stats, self.config.data_dir)
                 spec_stats.write(stats_dir, spec.index)
 
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        # Keep the counts with the prepared data: a later builder that finds this cache (and so
+        # generates nothing) still answers build_stats() and decontamination_report().
+        kept = os.path.join(self._output_dir, _STATS_FOLDER)
+        shutil.copytree(self.stats_dir, kept, ignore=shutil.ignore_patterns("failure-*", "*.tmp"))
+        with open(os.path.join(self._output_dir, _DECONTAMINATION_FILE), "w") as handle:
+            json.dump(self.decontamination_read, handle)
+
+    def _counted_dir(self) -> str:
+        """Where the counts of the last build are: this builder's own build, a prepared cache it found,
+        or else a stream it has read to the end."""
+        if getattr(self, "stats_dir", None) is None:
+            kept = os.path.join(self.cache_dir, _STATS_FOLDER)
+            if os.path.isdir(kept):
+                self.stats_dir = kept
+                with open(os.path.join(self.cache_dir, _DECONTAMINATION_FILE)) as handle:
+                    self.decontamination_read = json.load(handle)
+        if getattr(self, "stats_dir", None) is not None:
+            return self.stats_dir
+        stream_dir = getattr(self, "stream_stats_dir", None)
+        if stream_dir is None:
+            raise RuntimeError("no build has run in this builder: call download_and_prepare(), or read a stream to the end")
+        done = len([name for name in os.listdir(stream_dir) if name.endswith(".json")])
+        if done < self.stream_shards:
+            raise RuntimeError(f"the stream has been read to the end in {done} of its {self.stream_shards} shards: "
+                               "its counts are complete once every split has been read through")
+        return stream_dir
+
     def build_stats(self) -> dict:
         """Per source and split: items_total/selected/written, rows_written and skips by reason.
 
-        Complete once every shard of the last build or stream has been generated.
+        The counts of this builder's `download_and_prepare` (also when it found the data already
+        prepared in its cache), or else of a stream read to the end.
         """
-        stats_dir = getattr(self, "stats_dir", None)
-        if stats_dir is None:
-            raise RuntimeError("no build has run in this builder (a cached dataset does not regenerate its counts)")
-        return merge(stats_dir)
+        return merge(self._counted_dir())
 
     def decontamination_report(self) -> dict:
         """The build report's "decontamination" object: on or off, files read, what each split lost."""
-        stats = self.build_stats()
-        return decontamination_report(self.decontamination_read, stats, merge_images_skipped(self.stats_dir))
+        counted = self._counted_dir()
+        return decontamination_report(self.decontamination_read, merge(counted), merge_images_skipped(counted))
 
     def build_failures(self) -> list[str]:
         """One-line reasons of the shards that failed in the last build (also from `num_proc` workers)."""

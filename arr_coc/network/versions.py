@@ -17,9 +17,10 @@ from ..process.errors import SourceFormatError
 
 # Fields that change when a remote file's content changes, across fsspec filesystems (http, s3,
 # gcs, hf, local); a dotted name is a field of a nested record (the Hub's `lfs` dict).
+# The most telling first: an error names the first field that differs.
 VALIDATOR_FIELDS = (
-    "ETag", "etag", "Last-Modified", "LastModified", "last_modified", "generation", "md5Hash",
-    "blob_id", "lfs.sha256", "updated", "mtime",
+    "generation", "ETag", "etag", "blob_id", "lfs.sha256", "Last-Modified", "LastModified", "last_modified",
+    "md5Hash", "updated", "mtime",
 )  # fmt: skip
 
 
