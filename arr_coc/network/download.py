@@ -27,6 +27,7 @@ resume can use it. Works for http(s) URLs and any fsspec URL whose filesystem re
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from ..process.errors import SourceFormatError
+from ..process.interrupts import wait_for
 from .remote import http_range_reader, retried_range_reader
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
 from .versions import ChangedOnServer, changed, current_info, difference, has_content_validator, validator
@@ -272,43 +274,46 @@ def _in_order(fetch: Callable, spans: list, window: int):
 
     Several requests in flight hide each request's round trip (a long one to a far host); results
     are written in order, so the file on disk stays a prefix. A failure stops at that span: the
-    chunks before it are kept, those after it (already fetched or not) are dropped. The threads
-    are daemons, started per chunk: on Ctrl-C the caller leaves at once instead of waiting for the
-    chunks in flight (concurrent.futures joins its workers before the process may exit).
+    chunks before it are kept, those after it (already fetched or not) are dropped. So does Ctrl-C or
+    SIGTERM, at once: the requests in flight are left to end on their own in daemon threads (waiting
+    for them took as long as a 16 MB chunk over a slow link, and their bytes could not be kept: they
+    come after the missing one).
     """
-    pending: deque = deque()
+    if window <= 1:
+        for span in spans:
+            yield fetch(span)
+        return
+    pending = deque()
     upcoming = iter(spans)
-    stop = threading.Event()
-
-    def start(span) -> Future:
-        future: Future = Future()
-
-        def run() -> None:
-            if stop.is_set() or not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fetch(span))
-            except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
-                future.set_exception(error)
-
-        threading.Thread(target=run, name="download", daemon=True).start()
-        return future
-
     try:
-        for span in upcoming:
-            pending.append(start(span))
-            if len(pending) >= window:
-                break
+        for span in itertools.islice(upcoming, window):
+            pending.append(_in_a_thread(fetch, span))
         while pending:
+            wait_for([pending[0]])  # not future.result(): that would miss a signal a chunk's thread took
             data = pending.popleft().result()
-            for span in upcoming:
-                pending.append(start(span))
-                break
+            for span in itertools.islice(upcoming, 1):
+                pending.append(_in_a_thread(fetch, span))
             yield data
-    finally:
-        stop.set()
-        for future in pending:
-            future.cancel()
+    except Exception:
+        # A chunk failed: the others in flight end before the failure is reported, as they always did.
+        # Not on Ctrl-C or SIGTERM (KeyboardInterrupt), nor when the reader stops (GeneratorExit).
+        wait_for(pending)
+        raise
+
+
+def _in_a_thread(fn: Callable, arg) -> Future:
+    """fn(arg) in a new daemon thread: one an interrupted download does not wait for, nor the exit after it."""
+    future = Future()
+
+    def run():
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(arg))
+        except BaseException as error:  # noqa: BLE001 - handed to the reader of the future
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return future
 
 
 def _resume_offset(partial: str, sidecar: str, url: str, remote: RemoteFile) -> int:
