@@ -328,3 +328,23 @@ def test_arrow_size_depends_on_the_rows_not_on_how_the_build_chunked_them():
     assert len({table.nbytes for table in tables}) > 1  # what the card used to say differed
     assert len({contiguous_nbytes(table) for table in tables}) == 1
     assert len({contiguous_nbytes(table.slice(5, 80)) for table in tables}) == 1
+
+
+def test_an_interrupted_export_leaves_no_parquet_writer_noise(small_repo, tmp_path, monkeypatch):
+    """Ctrl-C while datasets writes a shard: its ParquetWriter must not print 'Exception ignored in
+    ParquetWriter.__del__' (write to a closed file) when it is collected after the one-line error."""
+    import gc
+
+    dataset = datasets.load_dataset(str(small_repo), "small", split="validation")
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", interrupted)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        write_split(dataset, "validation", str(tmp_path / "out"))
+    del raised  # the traceback goes, as after build.py has printed its line
+    gc.collect()
+    assert [entry.object for entry in unraisable] == []

@@ -12,8 +12,11 @@ once in every DataLoader worker (see scripts/bench.py's per-worker figures).
 """
 
 import contextlib
+import gc
 import logging
 import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -100,7 +103,8 @@ def write_split(
             for index in range(count):
                 path = os.path.join(out_dir, names[family.source][index])
                 shard = _fresh_view(dataset, arrow_files).select(indices).shard(count, index, contiguous=True)
-                shard.to_parquet(path, batch_size=group_rows)  # one batch = one row group
+                with _writer_released_on_error():
+                    shard.to_parquet(path, batch_size=group_rows)  # one batch = one row group
                 family.paths.append(path)
                 bar.update(len(shard))
     return [family for family, _ in families]
@@ -149,6 +153,32 @@ def _column_nbytes(chunks: list, type_: pa.DataType, length: int) -> int:
         return validity + (length + 1) * offset_width + data
     # Lists and fixed-width columns: small next to the images, so concatenating them is cheap.
     return pa.chunked_array(chunks, type=type_).combine_chunks().nbytes
+
+
+@contextlib.contextmanager
+def _writer_released_on_error():
+    """datasets closes its ParquetWriter only after the last batch. Interrupted (Ctrl-C) before
+    that, the writer lives on in the traceback's frames after datasets has closed its file, and
+    closes itself whenever it is collected: onto the closed file, which Python reports as a 13-line
+    "Exception ignored in: ParquetWriter.__del__ ... write to closed file" after the build's one-line
+    error. So the interrupted frames are released here, with that one expected report silenced;
+    the partial shard is in the staging folder, which the failed build discards."""
+    try:
+        yield
+    except BaseException as error:
+        previous = sys.unraisablehook
+
+        def quiet(unraisable):
+            if getattr(unraisable.object, "__qualname__", "") != "ParquetWriter.__del__":
+                previous(unraisable)
+
+        sys.unraisablehook = quiet
+        try:
+            traceback.clear_frames(error.__traceback__)  # drops the writer: its __del__ runs now
+            gc.collect()
+        finally:
+            sys.unraisablehook = previous
+        raise
 
 
 @contextlib.contextmanager
