@@ -262,3 +262,23 @@ def test_a_signal_during_startup_is_one_line_and_128_plus_signum(signum, tmp_pat
     assert result.returncode == 128 + signum, result.stderr
     assert result.stderr.splitlines() == [f"error: interrupted ({signal.Signals(signum).name}); nothing was fetched"]
     assert not out.exists()
+
+
+def test_a_server_without_range_support_serves_files_bigger_than_a_chunk(mirror, tmp_path, small_chunks):
+    """`python -m http.server` ignores Range: each file then comes in one whole GET, and a failed one
+    leaves neither a lock nor a partial file that no resume could use."""
+    out = tmp_path / "out"
+    assert os.path.getsize(mirror / STALLED_FILE) > 2 * CHUNK
+    with FileServer(mirror, ranges=False) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "okvqa,gqa"]) == 0
+    names = {name for name in mirror_names(mirror) if name in OKVQA_FILES or name in
+             {"questions1.2.zip", "images.zip", "annotations_trainval2014.zip", "image_data.json.zip"}}
+    assert_same_files(out, mirror, names)
+
+    served = tmp_path / "served"
+    shutil.copytree(mirror, served)
+    (served / "images.zip").write_bytes((mirror / "images.zip").read_bytes()[: 3 * CHUNK])  # not a zip any more
+    os.remove(out / "images.zip")
+    with FileServer(served, ranges=False) as server:
+        assert fetch_sources.main([str(out), "--from", server.url, "--sources", "gqa"]) == 1
+    assert not [name for name in os.listdir(out) if name.startswith("images.zip")]  # no lock, no useless partial
