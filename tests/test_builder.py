@@ -237,3 +237,29 @@ def test_none_override_lifts_the_cap(mirror, tmp_path):
     builder = ArrCocVqa(config_name="small", data_dir=str(mirror[0]), cache_dir=str(tmp_path), max_images_train=None)
     assert builder.config.max_images_train is None and builder.config.max_images_validation == 200
     assert builder.config_id != "small"
+
+
+def test_build_stats_after_a_stream_and_with_a_warm_cache(mirror, full_builder, tmp_path):
+    """The rebuilding doc's "Using the builder directly" sequence: build_stats() gives the build's counts
+    after as_streaming_dataset() (not {}), from a builder that found the build in its cache (not "no
+    build has run"), and from a stream once it has been read to the end."""
+    expected = full_builder.build_stats()
+    path = str(mirror[0])
+    builder = ArrCocVqa(config_name="full", data_dir=path, cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    builder.as_dataset()
+    stream = builder.as_streaming_dataset()
+    assert builder.build_stats() == expected  # the prepared build's, not the unread stream's
+
+    warm = ArrCocVqa(config_name="full", data_dir=path, cache_dir=str(tmp_path / "cache"))
+    warm.download_and_prepare()  # finds the prepared data: generates nothing
+    assert warm.build_stats() == expected
+    assert warm.decontamination_report() == builder.decontamination_report()
+
+    streaming_only = ArrCocVqa(config_name="full", data_dir=path, cache_dir=str(tmp_path / "other"))
+    streams = streaming_only.as_streaming_dataset()
+    with pytest.raises(RuntimeError, match="read to the end"):
+        streaming_only.build_stats()
+    for split in SPLITS:
+        assert sum(1 for _ in streams[split]) == sum(1 for _ in stream[split])
+    assert streaming_only.build_stats() == expected
