@@ -35,7 +35,7 @@ from fsspec.spec import AbstractBufferedFile
 
 from ..process.errors import SourceFormatError, exception_chain
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
-from .versions import ChangedOnServer, changed, current_info, difference, validator
+from .versions import ChangedOnServer, changed, current_info, difference, forget_listing, validator
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
 # than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
@@ -148,8 +148,8 @@ def _open_object(location: str, block_size: int, policy: RetryPolicy, pin: Optio
     fs, path = filesystem_for(location, policy)  # credentials: the filesystem's own environment/config
     try:
         # Opening reads the object's metadata (its size): one request, retried like the others.
-        # Fresh metadata, not a listing cached earlier in this process: it is what gets pinned.
-        with_retries(lambda: current_info(fs, path), url=location, policy=policy)
+        # Fresh metadata, not a listing cached earlier in this process: it is what gets checked.
+        forget_listing(fs, path)
         handle = with_retries(lambda: fs.open(path, "rb", block_size=block_size, cache_type="none"), url=location, policy=policy)
     except NotThere:
         raise NotThere(location, "not found in the object store") from None

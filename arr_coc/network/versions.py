@@ -59,12 +59,20 @@ def difference(pinned: dict, current: dict) -> Optional[str]:
     return None
 
 
-def current_info(fs, path: str) -> dict:
-    """The file's `info()` as the server has it now, not as this process's listing cache remembers it
-    (s3fs, gcsfs and HfFileSystem cache listings per filesystem instance, and instances are shared)."""
+def forget_listing(fs, path: str) -> None:
+    """Drop what this process's listing cache remembers of `path` (s3fs, gcsfs and HfFileSystem cache
+    listings per filesystem instance, and instances are shared): the next `info()` asks the server."""
     with contextlib.suppress(Exception):  # a filesystem without a cache, or one that cannot invalidate one path
         fs.invalidate_cache(path)
+
+
+def current_info(fs, path: str) -> dict:
+    """The file's `info()` as the server has it now."""
+    forget_listing(fs, path)
     return fs.info(path)
 
 
-__all__ = ["ChangedOnServer", "changed", "validator", "has_content_validator", "difference", "current_info", "VALIDATOR_FIELDS"]
+__all__ = [
+    "ChangedOnServer", "changed", "validator", "has_content_validator", "difference", "forget_listing", "current_info",
+    "VALIDATOR_FIELDS",
+]  # fmt: skip
