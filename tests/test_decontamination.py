@@ -332,7 +332,7 @@ def half_of_the_map(mirror_path) -> bytes:
 
 
 @pytest.mark.parametrize("case", ["map []", "half the map", "no coco_id", "val2014 images []", "train2014 no images"])
-def test_leakage_control_never_runs_on_incomplete_id_files(mirror, tmp_path, case):
+def test_leakage_control_never_runs_on_incomplete_id_files(mirror, tmp_path, capsys, case):
     path, _ = mirror
     coco_member = {"val2014 images []": "val2014", "train2014 no images": "train2014"}.get(case)
     if coco_member:
@@ -344,10 +344,9 @@ def test_leakage_control_never_runs_on_incomplete_id_files(mirror, tmp_path, cas
                 "no coco_id": json.dumps([{"image_id": 1, "coco_id": None}]).encode()}[case]
         copy, named = mirror_with(path, tmp_path, vg.ARCHIVE, vg.MEMBER, data), f"{vg.ARCHIVE}:{vg.MEMBER}"
     repo = tmp_path / "repo"
-    result = subprocess.run([sys.executable, BUILD, "--config", "small", "--data-dir", str(copy), "--output-dir", str(repo),
-                             "--sources", "gqa"], capture_output=True, text=True)
-    assert result.returncode == 1, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    capsys.readouterr()
+    assert build.main(["--config", "small", "--data-dir", str(copy), "--output-dir", str(repo), "--sources", "gqa"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and named in errors[0], errors
     if case == "half the map":
         assert "has no record of GQA image" in errors[0] and "--no-decontaminate" in errors[0]
