@@ -150,6 +150,9 @@ def test_exactly_the_expected_images_are_skipped_and_the_invariant_holds(built, 
         broken = set(expected["broken"]["missing_image"]) | set(expected["broken"]["corrupt_image"])
         assert written == set(expected["image_ids"]) - broken - set(overlap)
         assert report["removed"]["gqa"][split] == {"reason": REASON[split], "images": len(overlap), "items": 3 * len(overlap)}
+        n_images = [image_id for image_id in expected["image_ids"] if image_id.startswith("n")]
+        assert n_images and report["gqa_images_without_id_map"][split] == len(n_images)  # kept, not looked up, counted
+        assert set(n_images) - broken <= written
         for source in ("vqav2", "okvqa", "coco"):  # split-clean by construction
             assert REASON[split] not in stats[source][split]["skipped"]
             assert report["removed"][source][split] == {"reason": REASON[split], "images": 0, "items": 0}
@@ -218,7 +221,7 @@ def test_decontaminate_off_brings_those_rows_back_and_changes_nothing_else(built
             assert off["items_written"] - on["items_written"] == removed
             assert (on["items_total"], on["items_selected"]) == (off["items_total"], off["items_selected"])
     report = off_builder.decontamination_report()
-    assert report["enabled"] is False
+    assert report["enabled"] is False and report["gqa_images_without_id_map"] == {}
     assert list(report["files"]) == ["image_data.json.zip/image_data.json"]  # the map still gives coco_id
     assert all(entry["images"] == 0 for splits in report["removed"].values() for entry in splits.values())
 

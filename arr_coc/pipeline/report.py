@@ -58,9 +58,13 @@ def decontamination_report(read: dict, source_stats: dict, images_skipped: dict)
                 "images": images_skipped.get(source, {}).get(split, {}).get(reason, 0),
                 "items": stats["skipped"].get(reason, 0),
             }
+    # GQA's `n...` images (testdev/test photos) are no Visual Genome images: no id map covers them.
+    unchecked = {split: images_skipped.get("gqa", {}).get(split, {}).get("unchecked", 0) for split in SPLITS
+                 if split in source_stats.get("gqa", {})}
     return {
         "enabled": read["enabled"],
         "files": read["files"],
         "visual_genome_images_with_coco_id": read["visual_genome_images_with_coco_id"],
         "removed": removed,
+        "gqa_images_without_id_map": unchecked if read["enabled"] else {},
     }

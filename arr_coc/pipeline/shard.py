@@ -180,6 +180,8 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
     if not items:
         return
     crossing = spec.gqa_photos.skip_reason(entry.image_id) if spec.gqa_photos is not None else None
+    if spec.gqa_photos is not None and spec.gqa_photos.listed is not None and not entry.image_id.isdigit():
+        stats.images_unchecked += 1  # an `n...` image: no map covers it (counted in the report)
     if crossing is not None:
         # Skipped before the image is fetched: a photo on the wrong side of the split boundary is not
         # downloaded at all. Its unanswered questions stay `no_annotation` above, as without the check.

@@ -23,6 +23,7 @@ class ShardStats:
     rows_written: int = 0
     skipped: Counter = field(default_factory=Counter)
     images_skipped: Counter = field(default_factory=Counter)  # whole images skipped, by reason (leakage control)
+    images_unchecked: int = 0  # selected images leakage control has no id map for (GQA's `n...` images)
 
     def skip(self, reason: str, count: int = 1) -> None:
         if count:
@@ -44,6 +45,7 @@ class ShardStats:
             "rows_written": self.rows_written,
             "skipped": dict(sorted(self.skipped.items())),
             "images_skipped": dict(sorted(self.images_skipped.items())),
+            "images_unchecked": self.images_unchecked,
         }
         path = os.path.join(stats_dir, f"{self.split}-{shard_index:05d}.json")
         with open(path + ".tmp", "w") as handle:
@@ -72,7 +74,8 @@ def merge(stats_dir: str) -> dict:
 
 
 def merge_images_skipped(stats_dir: str) -> dict:
-    """{source: {split: {reason: images}}} of the whole images skipped (kept out of `merge`: not a report field)."""
+    """{source: {split: {reason: images}}} of the whole images skipped (kept out of `merge`: not a report
+    field), and under "unchecked" the selected images leakage control had no id map for."""
     merged: dict = {}
     for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
         with open(path) as handle:
@@ -80,6 +83,8 @@ def merge_images_skipped(stats_dir: str) -> dict:
         into = merged.setdefault(shard["source"], {}).setdefault(shard["split"], {})
         for reason, count in shard.get("images_skipped", {}).items():
             into[reason] = into.get(reason, 0) + count
+        if shard.get("images_unchecked"):
+            into["unchecked"] = into.get("unchecked", 0) + shard["images_unchecked"]
     return merged
 
 
