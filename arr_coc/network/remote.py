@@ -205,7 +205,7 @@ def current_version(location: str, policy: Optional[RetryPolicy] = None) -> Opti
     try:
         return validator(with_retries(lambda: current_info(fs, path), url=location, policy=policy))
     except NotThere:
-        raise NotThere(location, "not found at the mirror") from None
+        raise NotThere(location, "not found on the server") from None
 
 
 def _archive_without_ranges(location: str) -> Callable[[], SourceFormatError]:
