@@ -19,7 +19,7 @@ import zipfile
 import build
 import pytest
 from helpers import ROOT, tree_digest
-from range_server import FileServer, RangeRequestHandler
+from range_server import FileServer, stalling_handler
 
 from arr_coc.network import download
 
@@ -117,20 +117,6 @@ def test_a_build_that_failed_on_a_broken_file_builds_once_the_server_is_fixed(se
         assert f"{url} (cached as {cached})" in error and "truncated" in error, error
         replace(served / name, good)  # the server is fixed
         assert build.main([*args, "--output-dir", str(tmp_path / "repo")]) == 0
-
-
-def stalling_handler(name: str, stall_at: int, stalled: threading.Event, release: threading.Event):
-    """Serves normally, except that GETs of `name` from byte `stall_at` on get no answer until `release`."""
-
-    class Handler(RangeRequestHandler):
-        def _respond(self, send_body, outcome):
-            from_byte = (self.headers.get("Range") or "bytes=0-")[len("bytes="):].split("-")[0]
-            if send_body and self.path == f"/{name}" and int(from_byte or 0) >= stall_at:
-                stalled.set()
-                release.wait(60)
-            super()._respond(send_body, outcome)
-
-    return Handler
 
 
 def test_ctrl_c_during_a_download_stops_at_once_and_keeps_the_bytes_for_the_resume(served, tmp_path):
