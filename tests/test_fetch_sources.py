@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 from helpers import ROOT, SIGNAL_DURING_IMPORTS, make_mirror, tree_digest
-from range_server import FileServer, RangeRequestHandler
+from range_server import FileServer, stalling_handler
 
 import build
 import fetch_sources
@@ -116,30 +116,6 @@ def test_sources_restrict_the_fetch_to_what_they_read(mirror, tmp_path, capsys):
     repo = tmp_path / "repo"
     assert build.main(["--config", "small", "--data-dir", str(out), "--sources", "okvqa", "--output-dir", str(repo)]) == 0
     assert any(name.endswith(".parquet") for name in os.listdir(repo / "data" / "small"))
-
-
-def stalling_handler(name: str, stall_at: int, stalled: threading.Event, release: threading.Event):
-    """Serves normally, except that the first GET of `name` from byte `stall_at` never gets an answer.
-
-    By offset, not by arrival: downloads keep several chunks in flight and write them in order, so
-    exactly the bytes before `stall_at` reach the disk."""
-
-    class Handler(RangeRequestHandler):
-        done = False
-        lock = threading.Lock()
-
-        def _respond(self, send_body, outcome):
-            from_byte = (self.headers.get("Range") or "bytes=0-")[len("bytes="):].split("-")[0]
-            if send_body and self.path == f"/{name}" and from_byte == str(stall_at):
-                with Handler.lock:
-                    stall, Handler.done = not Handler.done, True
-                if stall:
-                    stalled.set()
-                    release.wait(60)
-                    raise ConnectionResetError("the test ends the stalled request")
-            super()._respond(send_body, outcome)
-
-    return Handler
 
 
 def test_a_killed_fetch_resumes_without_resending_finished_bytes(mirror, tmp_path, small_chunks):
