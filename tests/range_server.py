@@ -14,6 +14,7 @@ fewer bytes than Content-Length promised), or stalled beyond the client's read t
 (method, path, range) is faulty on at most `Faults.max_faults_per_request` of its tries, so a client
 within that retry budget always gets through. `Faults(status=503)` answers every request so.
 `server.faults` may be changed while the server runs (an outage that ends, a file that changes).
+`FileServer(directory, handler=stalling_handler(...))` holds one request back until the test releases it.
 """
 
 import email.utils
@@ -275,6 +276,30 @@ class PlainRequestHandler(_LoggingMixin, http.server.SimpleHTTPRequestHandler):
             shutil.copyfileobj(source, writer, _CHUNK)
         finally:
             self._body_bytes = writer.written
+
+
+def stalling_handler(name: str, stall_at: int, stalled: threading.Event, release: threading.Event):
+    """Serves normally, except that the first GET of `name` from byte `stall_at` never gets an answer.
+
+    By offset, not by arrival: downloads keep several chunks in flight and write them in order, so
+    exactly the bytes before `stall_at` reach the disk."""
+
+    class Handler(RangeRequestHandler):
+        done = False
+        lock = threading.Lock()
+
+        def _respond(self, send_body, outcome):
+            from_byte = (self.headers.get("Range") or "bytes=0-")[len("bytes="):].split("-")[0]
+            if send_body and self.path == f"/{name}" and from_byte == str(stall_at):
+                with Handler.lock:
+                    stall, Handler.done = not Handler.done, True
+                if stall:
+                    stalled.set()
+                    release.wait(60)
+                    raise ConnectionResetError("the test ends the stalled request")
+            super()._respond(send_body, outcome)
+
+    return Handler
 
 
 def _parse_range(header: str, size: int):

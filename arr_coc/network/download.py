@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import posixpath
+import threading
 import zipfile
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -28,6 +29,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from ..process.errors import SourceFormatError
+from ..process.interrupts import wait_for
 from .remote import retried_range_reader
 from .retry import NotThere, RetryPolicy, filesystem_for, with_retries
 
@@ -144,26 +146,46 @@ def _in_order(fetch: Callable, spans: list, window: int):
 
     Several requests in flight hide each request's round trip (a long one to a far host); results
     are written in order, so the file on disk stays a prefix. A failure stops at that span: the
-    chunks before it are kept, those after it (already fetched or not) are dropped.
+    chunks before it are kept, those after it (already fetched or not) are dropped. So does Ctrl-C or
+    SIGTERM, at once: the requests in flight are left to end on their own in daemon threads (waiting
+    for them took as long as a 16 MB chunk over a slow link, and their bytes could not be kept: they
+    come after the missing one).
     """
     if window <= 1:
         for span in spans:
             yield fetch(span)
         return
-    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="download") as pool:
-        pending = deque()
-        upcoming = iter(spans)
+    pending = deque()
+    upcoming = iter(spans)
+    try:
+        for span in itertools.islice(upcoming, window):
+            pending.append(_in_a_thread(fetch, span))
+        while pending:
+            wait_for([pending[0]])  # not future.result(): that would miss a signal a chunk's thread took
+            data = pending.popleft().result()
+            for span in itertools.islice(upcoming, 1):
+                pending.append(_in_a_thread(fetch, span))
+            yield data
+    except Exception:
+        # A chunk failed: the others in flight end before the failure is reported, as they always did.
+        # Not on Ctrl-C or SIGTERM (KeyboardInterrupt), nor when the reader stops (GeneratorExit).
+        wait_for(pending)
+        raise
+
+
+def _in_a_thread(fn: Callable, arg) -> Future:
+    """fn(arg) in a new daemon thread: one an interrupted download does not wait for, nor the exit after it."""
+    future = Future()
+
+    def run():
+        future.set_running_or_notify_cancel()
         try:
-            for span in itertools.islice(upcoming, window):
-                pending.append(pool.submit(fetch, span))
-            while pending:
-                data = pending.popleft().result()
-                for span in itertools.islice(upcoming, 1):
-                    pending.append(pool.submit(fetch, span))
-                yield data
-        finally:
-            for future in pending:
-                future.cancel()
+            future.set_result(fn(arg))
+        except BaseException as error:  # noqa: BLE001 - handed to the reader of the future
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return future
 
 
 def _resume_offset(partial: str, sidecar: str, url: str, remote: RemoteFile) -> int:

@@ -13,16 +13,19 @@ group; the parent acts on it), die on a plain SIGTERM (what `Pool.terminate()` s
 with the parent (the pool may fork a replacement worker the parent never sees).
 """
 
+import concurrent.futures
 import contextlib
 import os
 import signal
 import sys
 import threading
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from .errors import exception_chain
 
 _HANDLING = False  # set inside interrupts_raise(); read in processes forked meanwhile
+# How long the main thread waits on other threads before it looks at the signals again (wait_for).
+SIGNAL_CHECK_SECONDS = 0.2
 
 
 class Interrupted(KeyboardInterrupt):
@@ -106,6 +109,21 @@ def exit_on_interrupt(message: Callable[[int], str]) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+
+
+def wait_for(futures: Iterable[concurrent.futures.Future]) -> None:
+    """Wait until every future is done; a SIGINT or SIGTERM raises here within SIGNAL_CHECK_SECONDS,
+    whichever thread the kernel gave it to.
+
+    Linux hands a process's signal to any thread that does not block it, not always the main one (a
+    thread being created at that moment takes it, for one). Python's handler then only waits for the
+    main thread to come back to Python code. An untimed wait (future.result(), pool.map, a join)
+    would keep it blocked until that future is done (with a stalled download, for minutes, or until
+    a second Ctrl-C reaches the main thread). A wait that times out brings it back every
+    SIGNAL_CHECK_SECONDS."""
+    futures = list(futures)
+    while concurrent.futures.wait(futures, timeout=SIGNAL_CHECK_SECONDS).not_done:
+        pass
 
 
 def signal_name(signum: int) -> str:
