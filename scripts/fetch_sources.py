@@ -41,7 +41,7 @@ from arr_coc.network.download import INCOMPLETE_SUFFIX, download  # noqa: E402
 from arr_coc.network.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.network.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
 from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
-from arr_coc.process.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of  # noqa: E402
+from arr_coc.process.interrupts import exit_on_interrupt, ignore_interrupts_from_now_on, interrupts_raise, signal_of, wait_for  # noqa: E402
 from arr_coc.readers import sources  # noqa: E402
 
 logger = logging.getLogger("fetch_sources")
@@ -108,18 +108,26 @@ def fetch(args: argparse.Namespace) -> int:
     names = mirror_files(args.sources)
     pool = ThreadPoolExecutor(max_workers=args.jobs)  # sizes and downloads, a few files at a time
     try:
-        plan = list(pool.map(lambda name: plan_file(name, args.base_url, out_dir, policy), names))
+        plan = _in_parallel(pool, lambda name: plan_file(name, args.base_url, out_dir, policy), names)
         print_plan(plan, args.base_url or "the official URLs", out_dir)
         if args.dry_run:
             return _finish(plan, [], dry_run=True)
         todo = [planned for planned in plan if planned.action in ("fetch", "resume")]
         if todo:
             os.makedirs(out_dir, exist_ok=True)
-        failures = [(planned.name, reason) for planned, reason in zip(todo, pool.map(lambda p: fetch_file(p, policy), todo)) if reason]
+        failures = [(planned.name, reason) for planned, reason in zip(todo, _in_parallel(pool, lambda p: fetch_file(p, policy), todo)) if reason]
     finally:
         # Not `with`: on Ctrl-C it would wait for every running download to finish.
         pool.shutdown(wait=False, cancel_futures=True)
     return _finish(plan, failures, dry_run=False, out_dir=out_dir)
+
+
+def _in_parallel(pool: ThreadPoolExecutor, fn, items: Sequence) -> list:
+    """list(pool.map(fn, items)), waited for with interrupts.wait_for: pool.map's untimed wait would not
+    see a Ctrl-C that one of the download threads took, and the fetch would hang on a stalled file."""
+    futures = [pool.submit(fn, item) for item in items]
+    wait_for(futures)
+    return [future.result() for future in futures]
 
 
 def mirror_files(selected: Optional[Sequence[str]]) -> list[str]:

@@ -1,11 +1,13 @@
 """The command-line tools fail early and in one line, stop cleanly, and never delete or overwrite
 what they did not create."""
 
+import glob
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -13,6 +15,7 @@ import datasets
 import psutil
 import pytest
 from helpers import ROOT, SIGNAL_DURING_IMPORTS, make_mirror, tree_digest
+from range_server import FileServer, stalling_handler
 
 import build
 
@@ -137,6 +140,51 @@ def test_a_signal_while_build_imports_datasets_is_one_line_and_128_plus_signum(s
     assert result.returncode == 128 + signum, result.stderr
     assert result.stderr.splitlines() == [f"error: interrupted ({signal.Signals(signum).name}); nothing was changed"]
     assert not repo.exists()
+
+
+# -- Ctrl-C during a download: at once, keeping the chunks written (issue 17, item 7) -------------------
+
+CHUNK = 256  # download chunks small enough that a small annotation archive is several of them
+
+# scripts/build.py as `python build.py ARGS` runs it, downloading in CHUNK-byte chunks.
+BUILD_WITH_SMALL_CHUNKS = f"""
+import runpy, sys
+sys.path.insert(0, {ROOT!r})
+import arr_coc.network.download
+arr_coc.network.download.CHUNK_SIZE = {CHUNK}
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_ctrl_c_during_a_download_stops_the_build_at_once_and_keeps_the_chunks_written(mirror, tmp_path):
+    # The second chunk of okvqa's train annotations never arrives. Waiting for the chunks in flight
+    # (a 16 MB one over a slow link, or this one until its read timeout) delayed the exit.
+    name = "mscoco_train2014_annotations.json.zip"
+    assert os.path.getsize(mirror / name) > 3 * CHUNK
+    cache, repo = tmp_path / "cache", tmp_path / "repo"
+    stalled, release = threading.Event(), threading.Event()
+    with FileServer(mirror, handler=stalling_handler(name, CHUNK, stalled, release)) as server:
+        command = [sys.executable, "-c", BUILD_WITH_SMALL_CHUNKS, BUILD, "--config", "small", "--sources", "okvqa",
+                   "--data-dir", server.url, "--cache-dir", str(cache), "--output-dir", str(repo)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert stalled.wait(120), "the build never reached the stalled request"
+            deadline = time.monotonic() + 30
+            while [os.path.getsize(path) for path in glob.glob(str(cache / "**" / f"*{name}.incomplete"), recursive=True)] != [CHUNK]:
+                assert time.monotonic() < deadline, "the first chunk never reached the disk"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(20) == 130  # the stalled request would hold it for a minute
+        finally:
+            process.kill()
+            release.set()
+        err = process.stderr.read()
+    assert "Traceback" not in err
+    assert error_lines(err) == ["error: interrupted (SIGINT); the previous shards and README are untouched"]
+    [partial] = glob.glob(str(cache / "**" / f"*{name}.incomplete"), recursive=True)
+    assert os.path.getsize(partial) == CHUNK  # what the next build resumes from
+    assert not os.path.exists(repo / "data")
 
 
 # -- item 3: scripts/demo.py --scratch ----------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Resumable, verified downloads (`arr_coc.network.download`) and the retry policy (`arr_coc.network.retry`), against
 a real server on 127.0.0.1 whose log shows which bytes every run asked for."""
 
+import dataclasses
 import email.utils
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -14,11 +16,12 @@ import pytest
 import tenacity
 from helpers import ROOT
 from multidict import CIMultiDict, CIMultiDictProxy
-from range_server import Faults, FileServer
+from range_server import Faults, FileServer, stalling_handler
 
 from arr_coc.network import download, retry
 from arr_coc.network.retry import NetworkError, NotThere, RetryPolicy
 from arr_coc.process.errors import SourceFormatError
+from arr_coc.process.interrupts import Interrupted
 
 CHUNK = 64 * 1024
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.01, read_timeout=2.0)
@@ -135,6 +138,60 @@ def test_parallel_chunks_are_written_in_order(served, small_chunks, tmp_path):
         assert open(path, "rb").read() == content
         spans = get_spans(server, "archive.zip")
         assert len(spans) == 21 and sorted(spans) == [(start, min(start + CHUNK, len(content)) - 1) for start in range(0, len(content), CHUNK)]
+
+
+def test_an_interrupt_that_a_chunk_thread_takes_stops_the_download_at_once(served, small_chunks, tmp_path, monkeypatch):
+    # Linux gives a process's signal to whichever thread suits it, and Python runs the handler in the
+    # main thread only, once that thread is back in Python code: here the thread of a chunk that never
+    # arrives takes it while the main thread waits for that very chunk (an untimed wait: for ever).
+    folder, content = served
+    cache = tmp_path / "cache"
+    stalled, release = threading.Event(), threading.Event()
+    signalled = []
+    main = threading.main_thread().ident
+    real_span_fetcher = download._span_fetcher
+
+    def span_fetcher(*args):
+        fetch = real_span_fetcher(*args)
+
+        def fetch_taking_the_signal(start, end):
+            if start == 2 * CHUNK:
+                deadline = time.monotonic() + 30
+                while not (os.path.exists(partial) and os.path.getsize(partial) == 2 * CHUNK
+                           and sys._current_frames()[main].f_code.co_name == "wait") and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.1)  # the main thread is blocked in that wait by now, not on its way in
+                signalled.append(time.monotonic())
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+            return fetch(start, end)
+
+        return fetch_taking_the_signal
+
+    def interrupted(signum, frame):
+        raise Interrupted(signum)
+
+    monkeypatch.setattr(download, "_span_fetcher", span_fetcher)
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+    give_up = threading.Timer(10, release.set)  # so that a failure ends
+    give_up.start()
+    try:
+        with FileServer(folder, handler=stalling_handler("archive.zip", 2 * CHUNK, stalled, release)) as server:
+            url = f"{server.url}/archive.zip"
+            partial = partial_of(url, cache)
+            with pytest.raises(Interrupted):  # (a read timeout far away: the chunk does not end by itself)
+                download.cached_download(url, str(cache), policy=dataclasses.replace(FAST, read_timeout=60), progress=False)
+            stopped_after = time.monotonic() - signalled[0]
+            assert stalled.is_set() and not release.is_set()
+            release.set()
+            for thread in threading.enumerate():  # the chunks left in flight end before the server does
+                if thread.name == "download":
+                    thread.join(10)
+    finally:
+        release.set()
+        give_up.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert stopped_after < 2
+    assert open(partial, "rb").read() == content[: 2 * CHUNK]  # the chunks before it, for the resume
 
 
 def test_a_file_changed_on_the_server_is_downloaded_again_whole(served, small_chunks, one_chunk_at_a_time, tmp_path):

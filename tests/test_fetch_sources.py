@@ -170,24 +170,63 @@ def range_start(entry) -> int:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_at_once_in_one_line_and_keeps_the_partial_files(signum, mirror, tmp_path):
     out = tmp_path / "out"
+    command = [sys.executable, os.path.join(ROOT, "scripts", "fetch_sources.py"), str(out)]
+    stderr = interrupted_fetch(mirror, command, signum, lambda process: process.send_signal(signum))
+    assert error_lines(stderr) == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
+    assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="picks a thread through /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_that_another_thread_takes_stops_the_fetch_at_once_too(signum, mirror, tmp_path):
+    # Linux gives a process's signal to whichever of its threads suits it, not always the main one (a
+    # thread being created at that moment takes it, for one); kill(2) given a thread's id picks that
+    # thread. Python runs the handler in the main thread only, once that thread is back in Python
+    # code: an untimed wait for the downloads (pool.map) kept it blocked until the stalled file ended.
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(ROOT, "scripts", "fetch_sources.py"), str(out),
+               "--sources", "gqa", "--jobs", "1"]  # one file at a time: the main thread waits for the stalled one
+
+    def signal_another_thread(process):
+        time.sleep(0.2)  # the main thread is in that wait by now
+        os.kill(another_thread(process.pid, signum), signum)
+
+    stderr = interrupted_fetch(mirror, command, signum, signal_another_thread)
+    assert error_lines(stderr) == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
+    assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
+
+
+def another_thread(pid: int, signum: int) -> int:
+    """The id of a thread of process `pid`, not its main one, that does not block `signum`."""
+    for tid in sorted(int(name) for name in os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/status") as handle:
+            blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", handle.read(), re.MULTILINE).group(1), 16)
+        if tid != pid and not blocked & (1 << (signum - 1)):
+            return tid
+    raise AssertionError(f"process {pid} has no other thread that takes signal {signum}")
+
+
+def interrupted_fetch(mirror, command: list, signum: int, send_signal) -> str:
+    """Runs `command` + `--from URL` against the mirror, whose STALLED_FILE never sends a byte, calls
+    `send_signal(process)` once it is stalled, and returns the stderr of a process that ended with
+    128 + signum at once: not held up by the stalled download (whose read timeout is a minute away)."""
     stalled, release = threading.Event(), threading.Event()
     with FileServer(mirror, handler=stalling_handler(STALLED_FILE, 0, stalled, release)) as server:
-        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "fetch_sources.py"), str(out), "--from", server.url],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command + ["--from", server.url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             assert stalled.wait(120), "the fetch never reached the stalled request"
-            process.send_signal(signum)
-            # Not held up by the stalled download (whose read timeout is a minute away).
+            send_signal(process)
             assert process.wait(20) == 128 + signum
         finally:
             process.kill()
             release.set()
-        stderr = process.stderr.read()
-        # Progress bars of the other threads are cleared with cursor moves around the line.
-        lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip() for line in stderr.splitlines())
-        errors = [line for line in lines if line.startswith("error:")]
-    assert errors == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
-    assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
+        return process.stderr.read()
+
+
+def error_lines(stderr: str) -> list[str]:
+    # Progress bars of the other threads are cleared with cursor moves around the line.
+    lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip() for line in stderr.splitlines())
+    return [line for line in lines if line.startswith("error:")]
 
 
 def test_a_file_missing_at_the_source_fails_in_one_line_after_the_others(mirror, tmp_path, capsys):

@@ -9,17 +9,12 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 import zipfile
 
 import build
 import pytest
-from helpers import ROOT, tree_digest
-from range_server import FileServer, stalling_handler
+from helpers import tree_digest
+from range_server import FileServer
 
 from arr_coc.network import download
 
@@ -118,40 +113,3 @@ def test_a_build_that_failed_on_a_broken_file_builds_once_the_server_is_fixed(se
         replace(served / name, good)  # the server is fixed
         assert build.main([*args, "--output-dir", str(tmp_path / "repo")]) == 0
 
-
-def test_ctrl_c_during_a_download_stops_at_once_and_keeps_the_bytes_for_the_resume(served, tmp_path):
-    chunk, name = 1024, "annotations_trainval2014.zip"
-    assert os.path.getsize(served / name) > 4 * chunk
-    cache, repo = tmp_path / "cache", tmp_path / "repo"
-    stalled, release = threading.Event(), threading.Event()
-    child = (
-        f"import runpy, sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'scripts')!r}]; "
-        f"import arr_coc.network.download as d; d.CHUNK_SIZE = {chunk}; "
-        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
-    with FileServer(served, handler=stalling_handler(name, 2 * chunk, stalled, release)) as server:
-        args = ["--config", "small", "--data-dir", server.url, "--output-dir", str(repo), "--cache-dir", str(cache), "--sources", "coco"]
-        process = subprocess.Popen([sys.executable, "-c", child, os.path.join(ROOT, "scripts", "build.py"), *args, *CAP_FLAGS],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            assert stalled.wait(120), "the build never reached the stalled chunk"
-            partial = download.cached_path(f"{server.url}/{name}", os.path.join(str(cache), "downloads")) + download.INCOMPLETE_SUFFIX
-            deadline = time.monotonic() + 30
-            while not (os.path.exists(partial) and os.path.getsize(partial) == 2 * chunk) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            process.send_signal(signal.SIGINT)
-            sent = time.monotonic()
-            code = process.wait(30)
-            took = time.monotonic() - sent
-        finally:
-            process.kill()
-            release.set()
-        errors = [line.strip() for line in process.stderr.read().splitlines() if line.strip().startswith("error:")]
-        assert code == 130 and took < 5, (code, took)  # not after the chunks in flight (here: never) end
-        assert errors == ["error: interrupted (SIGINT); the previous shards and README are untouched"], errors
-        assert os.path.getsize(partial) == 2 * chunk  # the bytes written stay for the resume ...
-        assert os.path.exists(partial.replace(download.INCOMPLETE_SUFFIX, download.SIDECAR_SUFFIX))
-        server.clear_log()
-        assert build.main(args + CAP_FLAGS) == 0  # ... and the next build resumes from them
-        starts = [int(entry.range.split("=")[1].split("-")[0]) for entry in server.requests(name) if entry.method == "GET"]
-        assert starts and min(starts) == 2 * chunk

@@ -112,7 +112,7 @@ def exit_on_interrupt(message: Callable[[int], str]) -> None:
 
 
 def wait_for(futures: Iterable[concurrent.futures.Future]) -> None:
-    """Until every future is done; a SIGINT or SIGTERM raises here within SIGNAL_CHECK_SECONDS,
+    """Wait until every future is done; a SIGINT or SIGTERM raises here within SIGNAL_CHECK_SECONDS,
     whichever thread the kernel gave it to.
 
     Linux hands a process's signal to any thread that does not block it, not always the main one (a
