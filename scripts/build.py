@@ -47,6 +47,7 @@ from arr_coc.process.interrupts import (  # noqa: E402
     exit_on_interrupt,
     ignore_interrupts_from_now_on,
     interrupts_raise,
+    release_quietly,
     signal_name,
     signal_of,
 )
@@ -87,6 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 raise  # SystemExit and the like
             print(f"error: {_failure_message(error, signum, progress)}", file=sys.stderr)
             logger.debug("build failed", exc_info=True)
+            release_quietly(error)  # what the failure left half-built must not print after the line
             return 128 + signum if signum is not None else 1
     print(summary)
     return 0

@@ -15,13 +15,18 @@ with the parent (the pool may fork a replacement worker the parent never sees).
 
 import concurrent.futures
 import contextlib
+import gc
+import logging
 import os
 import signal
 import sys
 import threading
+import traceback
 from typing import Callable, Iterable, Optional
 
 from .errors import exception_chain
+
+logger = logging.getLogger(__name__)
 
 _HANDLING = False  # set inside interrupts_raise(); read in processes forked meanwhile
 # How long the main thread waits on other threads before it looks at the signals again (wait_for).
@@ -124,6 +129,28 @@ def wait_for(futures: Iterable[concurrent.futures.Future]) -> None:
     futures = list(futures)
     while concurrent.futures.wait(futures, timeout=SIGNAL_CHECK_SECONDS).not_done:
         pass
+
+
+def release_quietly(error: BaseException) -> None:
+    """Free the objects that `error`'s frames hold, now, with their finalizers' complaints sent to
+    the debug log instead of stderr.
+
+    An interrupt (or any failure) can leave an object half-built or half-written: a tqdm bar stopped
+    between its `disable` and its `pos` (its __del__ then raises AttributeError), datasets'
+    ParquetWriter whose file datasets has already closed. Collected later, each prints an
+    "Exception ignored in ..." traceback after the command's one-line error. Collected here, their
+    reports are expected and say nothing the line has not said."""
+    previous = sys.unraisablehook
+
+    def to_debug_log(unraisable):
+        logger.debug("after %s: %s ignored in %r", type(error).__name__, unraisable.exc_type.__name__, unraisable.object)
+
+    sys.unraisablehook = to_debug_log
+    try:
+        traceback.clear_frames(error.__traceback__)
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
 
 
 def signal_name(signum: int) -> str:

@@ -12,11 +12,8 @@ once in every DataLoader worker (see scripts/bench.py's per-worker figures).
 """
 
 import contextlib
-import gc
 import logging
 import os
-import sys
-import traceback
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from ..process.interrupts import release_quietly
 from .layout import shard_names
 
 logger = logging.getLogger(__name__)
@@ -161,23 +159,12 @@ def _writer_released_on_error():
     that, the writer lives on in the traceback's frames after datasets has closed its file, and
     closes itself whenever it is collected: onto the closed file, which Python reports as a 13-line
     "Exception ignored in: ParquetWriter.__del__ ... write to closed file" after the build's one-line
-    error. So the interrupted frames are released here, with that one expected report silenced;
-    the partial shard is in the staging folder, which the failed build discards."""
+    error. So the interrupted frames are released here, quietly; the partial shard is in the staging
+    folder, which the failed build discards."""
     try:
         yield
     except BaseException as error:
-        previous = sys.unraisablehook
-
-        def quiet(unraisable):
-            if getattr(unraisable.object, "__qualname__", "") != "ParquetWriter.__del__":
-                previous(unraisable)
-
-        sys.unraisablehook = quiet
-        try:
-            traceback.clear_frames(error.__traceback__)  # drops the writer: its __del__ runs now
-            gc.collect()
-        finally:
-            sys.unraisablehook = previous
+        release_quietly(error)
         raise
 
 
