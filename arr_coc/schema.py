@@ -33,6 +33,8 @@ FEATURES = datasets.Features(
                 }
             ),
             "captions": datasets.List(datasets.Value("string")),
+            # 64-bit perceptual hash, 16 hex digits (arr_coc/pipeline/phash.py): near-duplicate audits.
+            "phash": datasets.Value("string"),
         },
     }
 )

@@ -77,7 +77,7 @@ def test_decompression_bomb_warning_is_corrupt_and_global_warnings_untouched():
     filters = list(warnings.filters)
     with pytest.raises(images.CorruptImage, match="decompression bomb"):
         images.inspect_image(bytes(data))
-    assert images.CheckMemo().inspect(small_jpeg()) == (16, 16)
+    assert images.CheckMemo().inspect(small_jpeg())[:2] == (16, 16)
     assert warnings.filters == filters
 
 

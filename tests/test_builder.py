@@ -35,6 +35,7 @@ CONTRACT_FEATURES = datasets.Features(
                 }
             ),
             "captions": datasets.List(datasets.Value("string")),
+            "phash": datasets.Value("string"),
         },
     }
 )
@@ -63,7 +64,7 @@ def test_features_and_class_labels_are_the_contracts(full_builder):
     for split in SPLITS:
         assert built[split].features == CONTRACT_FEATURES
         assert list(built[split].features) == ["id", "image", "conversations", "source", "task", "metadata"]
-        assert list(built[split].features["metadata"]) == ["image_id", "coco_id", "width", "height", "original_split", "qa", "captions"]
+        assert list(built[split].features["metadata"]) == ["image_id", "coco_id", "width", "height", "original_split", "qa", "captions", "phash"]
     assert built["train"].features["metadata"]["qa"].feature["answer_type"].names == ["yes/no", "number", "other"]
 
 

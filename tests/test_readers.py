@@ -214,7 +214,7 @@ def test_coco_captions_normalised_and_grouped_by_image_in_caption_id_order():
     total = collect_coco(coco.iter_images(stream(document), "cap.json"), coco.iter_captions(stream(document), "cap.json"), selector)
     assert total == 2
     entry = {e.image_id: e for e in selector.entries()}["318556"]
-    image = CheckedImage(b"jpeg", "COCO_train2014_000000318556.jpg", 640, 480)
+    image = CheckedImage(b"jpeg", "COCO_train2014_000000318556.jpg", 640, 480, "0123456789abcdef")
     [row] = caption_rows("train2014", "318556", image, entry.captions, captions_per_image=1, seed=0)
     # six captions (more than 5), in ascending caption id order (7 comes first), whitespace normalised
     assert row["metadata"]["captions"] == [
@@ -231,7 +231,7 @@ def test_coco_captions_normalised_and_grouped_by_image_in_caption_id_order():
 
 def test_caption_choice_depends_on_seed_and_image_only():
     captions = [coco.Caption(caption_id=i, image_id="1", text=f"caption {i}") for i in range(7)]
-    image = CheckedImage(b"x", "a.jpg", 1, 1)
+    image = CheckedImage(b"x", "a.jpg", 1, 1, "0123456789abcdef")
     first = [list(caption_rows("val2014", "1", image, captions, 3, seed))[0]["conversations"] for seed in range(6)]
     again = [list(caption_rows("val2014", "1", image, list(reversed(captions)), 3, seed))[0]["conversations"] for seed in range(6)]
     assert first == again  # input order does not matter
@@ -275,7 +275,7 @@ def test_vqa_join_questions_out_of_order_and_missing_annotation():
     assert entries["999"].unanswered == ["999000"]
     entry = entries["263006"]
     assert entry.unanswered == ["263006002"]
-    image = CheckedImage(b"x", "COCO_train2014_000000263006.jpg", 640, 480)
+    image = CheckedImage(b"x", "COCO_train2014_000000263006.jpg", 640, 480, "0123456789abcdef")
     [row] = vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "\nSUFFIX", None, "263006")
     assert [qa["question_id"] for qa in row["metadata"]["qa"]] == ["263006000", "263006001", "263006010"]
     assert [turn["role"] for turn in row["conversations"]] == ["user", "assistant"] * 3

@@ -99,5 +99,6 @@ def _row(source, task, original_split, image_id, coco_id, chunk, image: CheckedI
             "original_split": original_split,
             "qa": qa,
             "captions": captions,
+            "phash": image.phash,
         },
     }

@@ -1,8 +1,11 @@
-"""Image bytes: read them unchanged, size them from the header, and catch corrupt files.
+"""Image bytes: read them unchanged, size them from the header, catch corrupt files, hash them.
 
 Bytes are never decoded and re-encoded. A header read gives width/height but does not notice a
 truncated file, so every image is also decoded once at reduced size (PIL `draft`: libjpeg's DCT
-scaling, several times cheaper than a full decode but it still walks all the entropy-coded data).
+scaling, cheaper than a full decode but it still walks all the entropy-coded data). That one decode
+is the perceptual hash's input too (`phash`: grayscale at 1/4 scale): one decode for both costs
+about 1.6 ms per 640x480 photo against 1.25 ms for the check alone at 1/8 scale and 2.8 ms for
+the check plus a separate decode for the hash.
 Sources that share images remember each image's outcome by content (`CheckMemo`).
 """
 
@@ -20,11 +23,10 @@ from PIL import Image
 from ..network.remote import ArchiveZipFile, network_failure_behind, open_zip, read_url
 from ..network.retry import NetworkError, NotThere
 from ..process.errors import SourceFormatError
+from .phash import draft_for_hash, perceptual_hash
 
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
-# Smallest edge the check decodes to; JPEG DCT scaling goes down to 1/8.
-_DRAFT_SCALE = 8
 # An image file larger than this is counted as `corrupt_image` without being read: the largest COCO
 # 2014 and GQA images are a few MB, while a damaged or hostile zip member may inflate to gigabytes
 # (a 240 kB member of 200 MB peaked at 2.2 GB RSS and made a 200 MB row).
@@ -37,14 +39,16 @@ class CheckedImage:
     file_name: str
     width: int
     height: int
+    phash: str  # metadata.phash
 
 
 class CorruptImage(Exception):
     pass
 
 
-def inspect_image(data: bytes) -> tuple[int, int]:
-    """(width, height) from the header, after a reduced-size decode proves the data is whole."""
+def inspect_image(data: bytes) -> tuple[int, int, str]:
+    """(width, height, phash): the size from the header, after the hash's reduced-size decode proves
+    the data is whole."""
     try:
         with warnings.catch_warnings():
             # Between 1x and 2x MAX_IMAGE_PIXELS PIL only warns: a header claiming 10000x10000 on a
@@ -52,12 +56,11 @@ def inspect_image(data: bytes) -> tuple[int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                if image.format == "JPEG":
-                    image.draft(image.mode, (max(1, width // _DRAFT_SCALE), max(1, height // _DRAFT_SCALE)))
+                draft_for_hash(image)
                 image.load()
+                return width, height, perceptual_hash(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise CorruptImage(str(error)) from None
-    return width, height
 
 
 class CheckMemo:
@@ -71,25 +74,24 @@ class CheckMemo:
 
     def __init__(self, max_entries: int = 300_000):
         self.max_entries = max_entries
-        self._outcomes: dict[bytes, Optional[tuple[int, int]]] = {}
-        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}  # one tuple per distinct size
+        self._outcomes: dict[bytes, Optional[tuple[int, int, str]]] = {}
 
-    def inspect(self, data: bytes) -> tuple[int, int]:
+    def inspect(self, data: bytes) -> tuple[int, int, str]:
         key = hashlib.sha1(data).digest()
         if key in self._outcomes:
-            size = self._outcomes[key]
-            if size is None:
+            outcome = self._outcomes[key]
+            if outcome is None:
                 raise CorruptImage("seen before")
-            return size
+            return outcome
         try:
-            size = inspect_image(data)
+            outcome = inspect_image(data)
         except CorruptImage:
             self._remember(key, None)
             raise
-        self._remember(key, self._sizes.setdefault(size, size))
-        return size
+        self._remember(key, outcome)
+        return outcome
 
-    def _remember(self, key: bytes, outcome: Optional[tuple[int, int]]) -> None:
+    def _remember(self, key: bytes, outcome: Optional[tuple[int, int, str]]) -> None:
         if len(self._outcomes) < self.max_entries:
             self._outcomes[key] = outcome
 
@@ -159,11 +161,11 @@ class ImageStore:
         if data is None:
             return MISSING_IMAGE
         try:
-            width, height = self._inspect(data)
+            width, height, phash = self._inspect(data)
         except CorruptImage:
             self.verify_unchanged()
             return CORRUPT_IMAGE
-        return CheckedImage(data=data, file_name=file_name, width=width, height=height)
+        return CheckedImage(data=data, file_name=file_name, width=width, height=height, phash=phash)
 
     def verify_unchanged(self) -> None:
         """A remote archive: ChangedOnServer if the server no longer has the version read (one request)."""
