@@ -34,10 +34,10 @@ from arr_coc import schema  # noqa: E402
 from arr_coc.network.download import cached_download  # noqa: E402
 from arr_coc.network.remote import check_protocol, current_version, is_url, join_location, url_protocol  # noqa: E402
 from arr_coc.network.retry import NetworkError  # noqa: E402
-from arr_coc.pipeline import decontamination  # noqa: E402
+from arr_coc.pipeline import decontamination, near_duplicates  # noqa: E402
 from arr_coc.pipeline.report import decontamination_report  # noqa: E402
 from arr_coc.pipeline.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
-from arr_coc.pipeline.stats import ShardStats, failures, merge, merge_images_skipped, record_failure  # noqa: E402
+from arr_coc.pipeline.stats import ShardStats, failures, merge, merge_hashed, merge_images_skipped, record_failure  # noqa: E402
 from arr_coc.process.errors import SourceFormatError  # noqa: E402
 from arr_coc.readers import sources, vg  # noqa: E402
 
@@ -57,6 +57,8 @@ PARTS_PER_SOURCE = 2
 # Beside a prepared dataset in the builder's cache: the counts of the build that made it.
 _STATS_FOLDER = "arr_coc_build_stats"
 _DECONTAMINATION_FILE = "arr_coc_decontamination.json"
+# The near-duplicate audit's outcome, beside the builder's Arrow files.
+NEAR_DUPLICATES_FILE = "near_duplicates.json"
 
 
 @dataclass
@@ -74,6 +76,9 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
     # Leakage control (DESIGN.md): skip GQA train images whose photo is a COCO val2014 photo
     # (`eval_overlap`) and GQA validation images whose photo is a COCO train2014 photo (`train_overlap`).
     decontaminate: bool = True
+    # Near duplicates (DESIGN.md): None reports the perceptual-hash audit only; an int D also skips the
+    # images within Hamming distance D (`eval_near_duplicate`, `train_near_duplicate`).
+    near_duplicate_distance: Optional[int] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,6 +102,11 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
             raise ValueError("vqa_prompt_suffix must be a string")
         if not isinstance(self.decontaminate, bool):
             raise ValueError(f"decontaminate must be True or False, got {self.decontaminate!r}")
+        distance = self.near_duplicate_distance
+        if distance is not None and (not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= 64):
+            raise ValueError(f"near_duplicate_distance must be None or an integer from 0 to 64 (bits), got {distance!r}")
+        if distance is not None and not self.decontaminate:
+            raise ValueError("near_duplicate_distance needs decontaminate=True: the near-duplicate audit is part of it")
 
     def image_cap(self, split: str) -> Optional[int]:
         return self.max_images_train if split == "train" else self.max_images_validation
@@ -157,9 +167,15 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             captions_per_image=self.config.captions_per_image,
             seed=self.config.seed,
         )
+        if dl_manager.is_streaming and self.config.near_duplicate_distance is not None:
+            raise ValueError(
+                "near_duplicate_distance needs a map-style build (download_and_prepare, scripts/build.py): every image "
+                "of both splits is compared before a row can be skipped; stream the built shards instead"
+            )
         self.downloaded_from = {}  # cached path -> URL, so that an error about a download names both
         specs = {split: self._shard_specs(split, dl_manager) for split in schema.SPLITS}
         specs = self._pin_remote_archives(specs)
+        self._n_images_archive = self._gqa_n_images_archive(specs)
         # Read here, once per build in this process; GQA shards get the result as plain data.
         photo_ids = self._read_photo_ids(dl_manager)
         if photo_ids is not None:
@@ -190,6 +206,54 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             return specs
         return {split: [dataclasses.replace(spec, versions=pins) for spec in split_specs] for split, split_specs in specs.items()}
 
+    def _audit_near_duplicates(self) -> dict:
+        """The audit (DESIGN.md, "Near duplicates") as the build keeps it: report, skips, rows to drop."""
+        progress = not datasets.utils.are_progress_bars_disabled()
+        archive, pin, skipped_because = self._n_images_archive
+        if archive is not None:
+            n_images = near_duplicates.hash_n_images(archive, pin=pin, progress=progress)
+        else:
+            n_images = near_duplicates.NImages(skipped_because=skipped_because)
+        audit = near_duplicates.audit(merge_hashed(self.stats_dir), n_images, self.config.near_duplicate_distance, progress)
+        return {"report": audit.report, "skipped": audit.skipped, "dropped_rows": sorted(audit.dropped_rows)}
+
+    def _near_duplicates_audit(self) -> Optional[dict]:
+        """This builder's last audit, or the one kept beside a prepared cache it found; None if none ran."""
+        if getattr(self, "_near_duplicates", None) is None:
+            path = os.path.join(self.cache_dir, NEAR_DUPLICATES_FILE)
+            if os.path.exists(path):
+                with open(path) as handle:
+                    self._near_duplicates = json.load(handle)
+        return getattr(self, "_near_duplicates", None)
+
+    def _gqa_n_images_archive(self, specs: dict) -> tuple[Optional[str], Optional[dict], Optional[str]]:
+        """(GQA images.zip to read the `n...` members from and its pinned version, or None and why not)."""
+        if "gqa" not in self.config.sources:
+            return None, None, "GQA is not among the sources"
+        spec = next(spec for spec in specs["train"] if spec.source == "gqa")
+        capped = self.config.max_images_train is not None or self.config.max_images_validation is not None
+        if capped and is_url(spec.image_archive):
+            return None, None, (
+                "a capped build over a remote images.zip does not read its n... members (tens of thousands of range "
+                "reads); build full, or from a local mirror, to audit them"
+            )
+        return spec.image_archive, spec.versions.get(spec.image_archive), None
+
+    def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
+        """The split as generated, minus the images `near_duplicate_distance` skips (a filter by row id)."""
+        dataset = super()._as_dataset(split=split, in_memory=in_memory)
+        path = os.path.join(self._output_dir, NEAR_DUPLICATES_FILE)
+        if self.config.near_duplicate_distance is None or not os.path.exists(path):
+            return dataset
+        with open(path) as handle:
+            dropped = frozenset(json.load(handle)["dropped_rows"])
+        if not dropped:
+            return dataset
+        return dataset.filter(
+            lambda ids: [row_id.rsplit("/", 1)[0] not in dropped for row_id in ids],
+            input_columns="id", batched=True, desc="Skipping near duplicates",
+        )  # fmt: skip
+
     def _generate_examples(self, shards, options, stats_dir):
         # The parts of one source that this process generates one after the other share one read
         # of the source's annotation files; rows, keys and order are those of each part alone.
@@ -212,8 +276,14 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        self._near_duplicates = None
+        if self.config.decontaminate:  # the audit is part of leakage control (DESIGN.md, "Near duplicates")
+            self._near_duplicates = self._audit_near_duplicates()
+            with open(os.path.join(self._output_dir, NEAR_DUPLICATES_FILE), "w") as handle:
+                json.dump(self._near_duplicates, handle)
         # Keep the counts with the prepared data: a later builder that finds this cache (and so
-        # generates nothing) still answers build_stats() and decontamination_report().
+        # generates nothing) still answers build_stats(), decontamination_report(), near_duplicates_report()
+        # and skips the same near duplicates.
         kept = os.path.join(self._output_dir, _STATS_FOLDER)
         shutil.copytree(self.stats_dir, kept, ignore=shutil.ignore_patterns("failure-*", "*.tmp"))
         with open(os.path.join(self._output_dir, _DECONTAMINATION_FILE), "w") as handle:
@@ -245,12 +315,26 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         The counts of this builder's `download_and_prepare` (also when it found the data already
         prepared in its cache), or else of a stream read to the end.
         """
-        return merge(self._counted_dir())
+        stats = merge(self._counted_dir())
+        audit = self._near_duplicates_audit()
+        if audit is not None:  # what near_duplicate_distance skipped (nothing without it)
+            near_duplicates.apply_skips(stats, audit["skipped"])
+        return stats
 
     def decontamination_report(self) -> dict:
         """The build report's "decontamination" object: on or off, files read, what each split lost."""
         counted = self._counted_dir()
         return decontamination_report(self.decontamination_read, merge(counted), merge_images_skipped(counted))
+
+    def near_duplicates_report(self) -> dict:
+        """The build report's "near_duplicates" object: the perceptual-hash audit of the last build."""
+        self._counted_dir()  # raises when no build has run
+        audit = self._near_duplicates_audit()
+        if audit is None:
+            if self.config.decontaminate:
+                raise RuntimeError("the near-duplicate audit follows a map-style build (download_and_prepare); a stream has none")
+            return {"audited": False, "reason": "decontaminate is off"}
+        return {"audited": True, **audit["report"]}
 
     def build_failures(self) -> list[str]:
         """One-line reasons of the shards that failed in the last build (also from `num_proc` workers)."""

@@ -174,6 +174,7 @@ def build(args: argparse.Namespace, progress: BuildProgress) -> str:
             split_rows.setdefault(split, 0), split_shards.setdefault(split, {})
         report = build_report(args.config, args.overrides, builder.build_stats(), split_rows, split_shards)
         report["decontamination"] = builder.decontamination_report()
+        report["near_duplicates"] = builder.near_duplicates_report()
         with open(os.path.join(shards_dir, "build_report.json"), "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")

@@ -15,6 +15,9 @@ What is in it:
     ``annotations_trainval2014.zip`` whose image lists the map refers to): some GQA train images are COCO
     val2014 photos and some GQA val images COCO train2014 photos (``overlap`` and ``coco_ids`` in the
     manifest; their questions are in ``expected_skipped`` as eval_overlap / train_overlap), others null;
+  * with ``near_duplicates=True`` (``--near-duplicates``) four planted near duplicates: resized, re-encoded
+    copies of images under other ids, two of them ``n...`` members of images.zip (see
+    scripts/sample_mirror/near_duplicates.py; the pairs are in the manifest under "near_duplicates");
   * with ``broken=True`` a few deliberately broken cases: a truncated JPEG, an image that is referenced but
     absent from its zip, and questions without annotation.  Their expected effect on a build is in the
     manifest (``expected_skipped``).
@@ -37,7 +40,7 @@ entry point: the CLI, write_sample_mirror, which ties them together, and the des
 Usage:
     python scripts/make_sample_mirror.py OUT_DIR [--images-per-split N] [--questions-per-image Q]
         [--image-size WxH | --image-sizes WxH,WxH,...] [--gqa-images N] [--vqav2-images N] [--okvqa-images N] [--coco-images N]
-        [--sources vqav2,gqa,okvqa,coco] [--no-broken] [--seed S]
+        [--sources vqav2,gqa,okvqa,coco] [--no-broken] [--near-duplicates] [--seed S]
 """
 from __future__ import annotations
 
@@ -56,9 +59,10 @@ from sample_mirror.gqa import allocate_gqa_ids, write_gqa_questions
 from sample_mirror.images import ImageSizes, write_image_zip
 from sample_mirror.manifest import build_manifest
 from sample_mirror.names import GQA_IMAGES_ZIP, GQA_QUESTIONS_ZIP, SOURCES, SPLITS
+from sample_mirror.near_duplicates import plan_near_duplicates
 from sample_mirror.okvqa import write_okvqa
 from sample_mirror.plan import plan_coco_family, plan_gqa, plan_quirk_targets, plan_vqa_questions
-from sample_mirror.visual_genome import write_visual_genome
+from sample_mirror.visual_genome import plan_visual_genome, write_visual_genome
 from sample_mirror.vqav2 import write_vqav2
 
 # Re-exported: tests/test_sample_mirror.py (as msm.<NAME>) reads these from the entry point; the other
@@ -100,7 +104,7 @@ def _resolve_counts(images_per_split: int, images: dict | None, sources: tuple) 
 def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_image: int = 3,
                         image_size: tuple[int, int] = (64, 48), images: dict | None = None,
                         sources: tuple = SOURCES, broken: bool = True, seed: int = 0,
-                        image_sizes: list | None = None) -> dict:
+                        image_sizes: list | None = None, near_duplicates: bool = False) -> dict:
     """Write the mirror into `out_dir` and return its manifest (also written as sample_mirror_manifest.json).
 
     images: per-source image count per split, overriding images_per_split, e.g. {"gqa": 15000}; a value
@@ -117,6 +121,10 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
     sizes = [(int(w), int(h)) for w, h in image_sizes] if image_sizes else [(width, height)]
     if min(min(size) for size in sizes) < 8:
         raise ValueError("image sizes must be at least 8x8")
+    if near_duplicates and any(w < 160 or h < 120 for w, h in sizes):
+        # A half-size copy of a 64x48 picture is 32x24, and the hash's 1/4-scale decode leaves 8x6 pixels of it.
+        raise ValueError("near_duplicates needs images of at least 160x120 (--image-size): smaller re-hosted copies "
+                         "are not near their originals under pHash")
     counts = _resolve_counts(images_per_split, images, sources)
     out = Path(out_dir)
     check_destination(out)
@@ -133,6 +141,11 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
         if source in ("vqav2", "okvqa"):
             plan_vqa_questions(plan, questions_per_image, broken)
             plan_quirk_targets(plan)
+    planted = None
+    if near_duplicates:
+        if "gqa" in sources:
+            plan_visual_genome(plans, seed)  # which GQA images have no coco_id (written below, the same again)
+        planted = plan_near_duplicates(plans, coco_zips, gqa_zip, seed)
 
     image_sizes_of = ImageSizes(sizes, seed)
     files: list[str] = []
@@ -155,6 +168,9 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
     if image_sizes:  # only then: a mirror made without them keeps the manifest (and bytes) it always had
         params["image_sizes"] = [list(size) for size in sizes]
     manifest = build_manifest(out, files, plans, coco_zips, gqa_zip, gqa_ids, counts, params)
+    if planted is not None:  # only then: the default manifest stays as it was
+        manifest["params"]["near_duplicates"] = True
+        manifest["near_duplicates"] = planted
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(f["bytes"] for f in manifest["files"].values())
     log.info("wrote %d files, %.1f MB, to %s in %.2f s (%s)", len(files), total / 1e6, out,
@@ -238,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                             help=f"images per split for {source} (overrides --images-per-split)")
     parser.add_argument("--sources", type=_parse_sources, default=SOURCES, help="comma list (default: all four)")
     parser.add_argument("--no-broken", dest="broken", action="store_false", help="leave out the broken cases")
+    parser.add_argument("--near-duplicates", action="store_true",
+                        help="plant four re-hosted copies under other ids (two as n... members of images.zip)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -246,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         write_sample_mirror(args.out_dir, images_per_split=args.images_per_split,
                             questions_per_image=args.questions_per_image, image_size=args.image_size,
                             images=overrides or None, sources=args.sources, broken=args.broken, seed=args.seed,
-                            image_sizes=args.image_sizes)
+                            image_sizes=args.image_sizes, near_duplicates=args.near_duplicates)
     except (ValueError, OSError) as exc:
         log.error("make_sample_mirror: %s", exc)
         return 1

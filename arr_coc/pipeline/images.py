@@ -114,6 +114,15 @@ class ImageStore:
         self._zip: Optional[zipfile.ZipFile] = None
         self._inspect = _CHECK_MEMO.inspect if remember_checks else inspect_image
 
+    def member_names(self) -> list[str]:
+        """Every member name of the archive (its central directory)."""
+        return self._archive().namelist()
+
+    def _archive(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            self._zip = open_zip(self.archive, pin=self.pin)
+        return self._zip
+
     def read(self, file_name: str) -> Optional[bytes]:
         """The file's bytes, or None if the source definitely has no such image.
 
@@ -126,13 +135,12 @@ class ImageStore:
             except NotThere:
                 return None
             return data if len(data) <= MAX_IMAGE_BYTES else b""  # too large: corrupt, as below
-        if self._zip is None:
-            self._zip = open_zip(self.archive, pin=self.pin)
+        archive = self._archive()
         try:
-            info = self._zip.getinfo(posixpath.join(self.folder, file_name))
+            info = archive.getinfo(posixpath.join(self.folder, file_name))
             if info.file_size > MAX_IMAGE_BYTES:
                 return b""  # counted as corrupt_image, never inflated
-            with self._zip.open(info) as member:
+            with archive.open(info) as member:
                 # Never more than the directory declares (a member may inflate past a false size).
                 return member.read(info.file_size)
         except KeyError:

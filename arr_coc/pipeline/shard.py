@@ -9,6 +9,7 @@ counted with its reason.
 import contextlib
 import gc
 import logging
+import posixpath
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -207,9 +208,16 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
             _coco_id(spec, entry.image_id),
         )
     stats.items_written += items
+    written_items = written_rows = 0
     for row in rows:
         stats.rows_written += 1
+        written_rows += 1
+        written_items += len(row["metadata"]["qa"]) if spec.source != "coco" else int(written_rows == 1)
         yield row
+    if written_rows or (spec.split == "validation" and spec.source in SHARED_IMAGES):
+        # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md).
+        file = posixpath.join(spec.image_folder, image.file_name)
+        stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows])
 
 
 def _coco_id(spec: ShardSpec, image_id: str) -> Optional[str]:

@@ -24,6 +24,9 @@ class ShardStats:
     skipped: Counter = field(default_factory=Counter)
     images_skipped: Counter = field(default_factory=Counter)  # whole images skipped, by reason (leakage control)
     images_unchecked: int = 0  # selected images leakage control has no id map for (GQA's `n...` images)
+    # [image_id, file, phash, items, rows] of each image written (and of each COCO val2014 image read
+    # but left without a row): what the near-duplicate audit compares (arr_coc/pipeline/near_duplicates.py).
+    hashed: list = field(default_factory=list)
 
     def skip(self, reason: str, count: int = 1) -> None:
         if count:
@@ -46,6 +49,7 @@ class ShardStats:
             "skipped": dict(sorted(self.skipped.items())),
             "images_skipped": dict(sorted(self.images_skipped.items())),
             "images_unchecked": self.images_unchecked,
+            "hashed": self.hashed,
         }
         path = os.path.join(stats_dir, f"{self.split}-{shard_index:05d}.json")
         with open(path + ".tmp", "w") as handle:
@@ -86,6 +90,18 @@ def merge_images_skipped(stats_dir: str) -> dict:
         if shard.get("images_unchecked"):
             into["unchecked"] = into.get("unchecked", 0) + shard["images_unchecked"]
     return merged
+
+
+def merge_hashed(stats_dir: str) -> list[dict]:
+    """Every shard's hashed images: {source, split, image_id, file, phash, items, rows}, in shard order."""
+    hashed = []
+    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
+        with open(path) as handle:
+            shard = json.load(handle)
+        for image_id, file, phash, items, rows in shard.get("hashed", ()):
+            hashed.append(dict(source=shard["source"], split=shard["split"], image_id=image_id, file=file,
+                               phash=phash, items=items, rows=rows))  # fmt: skip
+    return hashed
 
 
 # A reason longer than this is cut: one line a user can read, not a dump of a record.

@@ -83,10 +83,12 @@ def write_split(
     gets no file.
     """
     os.makedirs(out_dir, exist_ok=True)
-    arrow_files = [cache_file["filename"] for cache_file in dataset.cache_files]
+    base = _without_filter(dataset)
+    arrow_files = [cache_file["filename"] for cache_file in base.cache_files]  # the rows' files, not a filter's indices
     families, counts = [], {}
-    for source, indices in rows_by_source(dataset).items():
-        family = SourceShards(split=split, source=source, num_rows=len(indices), num_bytes=_arrow_bytes(dataset.select(indices), dataset))
+    for source, positions in rows_by_source(dataset).items():
+        indices = _table_rows(dataset, positions)
+        family = SourceShards(split=split, source=source, num_rows=len(indices), num_bytes=_arrow_bytes(base, indices))
         counts[source] = min(num_shards, family.num_rows) if num_shards else shard_count(family.num_rows, family.num_bytes)
         families.append((family, indices))
     names = shard_names(split, counts)  # every source's count is needed before any file can be named
@@ -100,7 +102,7 @@ def write_split(
         with _one_bar(total=family.num_rows, desc=f"Writing {split} {family.source} shards") as bar:
             for index in range(count):
                 path = os.path.join(out_dir, names[family.source][index])
-                shard = _fresh_view(dataset, arrow_files).select(indices).shard(count, index, contiguous=True)
+                shard = _fresh_view(base, arrow_files).select(indices).shard(count, index, contiguous=True)
                 with _writer_released_on_error():
                     shard.to_parquet(path, batch_size=group_rows)  # one batch = one row group
                 family.paths.append(path)
@@ -120,10 +122,28 @@ def rows_by_source(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
     return {name: indices for name, indices in by_source.items() if len(indices)}
 
 
-def _arrow_bytes(rows: datasets.Dataset, whole: datasets.Dataset) -> int:
-    if rows._indices is None:  # a slice of the table: its own rows' size
-        return contiguous_nbytes(rows.data.table)
-    return contiguous_nbytes(whole.data.table) * len(rows) // max(len(whole), 1)  # rows spread out: their share
+def _without_filter(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The dataset's whole Arrow table, without the indices mapping a `filter` or `select` put over it
+    (the builder's `near_duplicate_distance` filters its splits)."""
+    if dataset._indices is None:
+        return dataset
+    return datasets.Dataset(dataset.data, info=dataset.info, split=dataset.split)
+
+
+def _table_rows(dataset: datasets.Dataset, positions: np.ndarray) -> np.ndarray:
+    """Row numbers in the dataset's Arrow table of its rows at `positions`."""
+    if dataset._indices is None:
+        return positions
+    return np.asarray(dataset._indices.column(0)).astype(np.int64)[positions]  # uint64 would upset select()
+
+
+def _arrow_bytes(base: datasets.Dataset, indices: np.ndarray) -> int:
+    """The Arrow size of these rows of the table: exact for one contiguous run (a source's rows as the
+    builder emits them); with rows filtered out of the run, the run's size in proportion."""
+    first, last = int(indices[0]), int(indices[-1])
+    run = base.select(range(first, last + 1))  # contiguous: a slice of the table, no copy
+    nbytes = contiguous_nbytes(run.data.table)
+    return nbytes if len(run) == len(indices) else nbytes * len(indices) // len(run)
 
 
 def contiguous_nbytes(table: pa.Table) -> int:

@@ -18,6 +18,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
+from sample_mirror.near_duplicates import rehost
 from sample_mirror.plan import ImageZipPlan
 from sample_mirror.zipjson import AtomicZip, zip_info
 
@@ -123,6 +124,9 @@ def write_image_zip(out: Path, zip_plan: ImageZipPlan, sizes: ImageSizes, extra_
 
     def build(item):
         member, image_id = item
+        if image_id in zip_plan.copies:  # a planted near duplicate: the original, re-hosted
+            original_zip, original_id, scale, quality = zip_plan.copies[image_id]
+            return rehost(encode_image(sizes.texture(original_id), f"{original_zip}:{original_id}", "RGB"), scale, quality)
         data = encode_image(sizes.texture(image_id), f"{zip_plan.name}:{image_id}", modes[image_id])
         return truncate_jpeg(data) if image_id in zip_plan.corrupt else data
 

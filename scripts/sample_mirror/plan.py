@@ -44,6 +44,8 @@ class ImageZipPlan:
     modes: dict = field(default_factory=dict)   # image_id -> "RGB" | "L" | "CMYK" | "PNG"
     missing: set = field(default_factory=set)   # referenced, deliberately absent
     corrupt: set = field(default_factory=set)   # truncated JPEG
+    # image_id -> (the original's zip, its image_id, scale, JPEG quality): a re-hosted copy (near_duplicates.py)
+    copies: dict = field(default_factory=dict)
 
     def member(self, image_id) -> str:
         if self.prefix == "images/":

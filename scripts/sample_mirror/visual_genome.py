@@ -17,7 +17,7 @@ from sample_mirror.real_records import REAL_GQA_IMAGE_IDS, VG_REAL_RECORDS
 from sample_mirror.zipjson import AtomicZip, zip_info
 
 
-def _plan_visual_genome(plans: dict, seed: int) -> None:
+def plan_visual_genome(plans: dict, seed: int) -> None:
     """Give every numeric GQA imageId a Visual Genome coco_id (on its plan), in a fixed pattern over the
     invented, healthy images of each split: 1st, 4th, ... -> a COCO photo of the *other* split (the overlap a
     decontaminated build skips), 2nd, 5th, ... -> null, 3rd, 6th, ... -> a COCO photo of the same split (kept).
@@ -64,7 +64,7 @@ def write_visual_genome(out: Path, plans: dict, seed: int) -> list[str]:
     """image_data.json.zip: one JSON list of {width, url, height, image_id, coco_id, flickr_id} in ascending
     image_id order, as the real file; every other generated record says `id` instead of `image_id`, as some
     readers write it."""
-    _plan_visual_genome(plans, seed)
+    plan_visual_genome(plans, seed)
     coco_ids = {int(i): c for split in SPLITS for i, c in plans[("gqa", split)].coco_ids.items()}
     records = list(VG_REAL_RECORDS)
     for n, image_id in enumerate(sorted(coco_ids)):

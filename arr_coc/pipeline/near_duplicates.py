@@ -1,0 +1,260 @@
+"""The near-duplicate audit (DESIGN.md, "Near duplicates"): Hamming distances between perceptual hashes.
+
+Ids cannot see a photo re-hosted under another id (Visual Genome images without a recorded `coco_id`,
+GQA's `n...` testdev/test/challenge images). So every build with `decontaminate` on compares the hash
+of every train image it writes against
+  (1) the validation images it writes and the COCO val2014 images it reads, and
+  (2) every GQA `n...` member of `images.zip` (listed by the archive's central directory),
+and reports the pairs within MAX_REPORTED_DISTANCE bits. With `near_duplicate_distance=D` the images
+within D are also skipped: in a pair of a train image and an evaluation photo (COCO val2014, `n...`)
+the train image (`eval_near_duplicate`); in any other pair of a train and a validation image (a GQA
+validation image) the validation image (`train_near_duplicate`), unless its train partners are all
+skipped already. The unit is an image file (archive folder and member): a COCO file that VQAv2,
+OK-VQA and COCO Captions share is one image with three sources, and a file is never paired with itself.
+
+The comparison is vectorised: XOR of uint64 hashes and numpy's popcount (`np.bitwise_count`) over
+blocks of train images against all the others, so `full` (about 250k train images against 50k
+others) takes seconds, not a Python loop over 10^10 pairs (scripts/bench.py times it).
+"""
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..readers.sources import ORIGINAL_SPLITS
+from .images import CheckedImage, ImageStore
+from .phash import hashes_to_uint64
+
+logger = logging.getLogger(__name__)
+
+EVAL_REASON = "eval_near_duplicate"  # a train image near an evaluation photo
+TRAIN_REASON = "train_near_duplicate"  # a validation image near a train image
+REASONS = (EVAL_REASON, TRAIN_REASON)
+MAX_REPORTED_DISTANCE = 10  # pairs per distance are counted up to here
+MAX_LISTED_PAIRS = 1000
+COCO_FAMILY = ("vqav2", "okvqa", "coco")  # their validation images are COCO val2014 photos
+N_IMAGE_MEMBER = re.compile(r"^images/(n\d+)\.jpg$")  # GQA testdev/test/challenge photos in images.zip
+N_IMAGES_SPLIT = "testdev/test/challenge"
+VALIDATION_COMPARISON = "train_vs_validation"
+N_IMAGES_COMPARISON = "train_vs_gqa_n_images"
+# Elements of one block of the distance matrix (uint64 XOR, then uint8 counts): about 64 MB of work space.
+BLOCK_ELEMENTS = 1 << 23
+
+
+@dataclass
+class HashedFile:
+    """One image file and every (source, split) that uses it."""
+
+    file: str
+    phash: str
+    image_id: str
+    uses: list = field(default_factory=list)  # {source, split, items, rows}
+
+    @property
+    def evaluation(self) -> bool:
+        """A COCO val2014 photo or a GQA `n...` photo: the photos evaluation sets are made of."""
+        return any(use["split"] == N_IMAGES_SPLIT or (use["split"] == "validation" and use["source"] in COCO_FAMILY)
+                   for use in self.uses)  # fmt: skip
+
+    def describe(self) -> dict:
+        splits = sorted({use["split"] for use in self.uses})
+        return {"image_id": self.image_id, "sources": sorted({use["source"] for use in self.uses}), "split": "+".join(splits)}
+
+
+def by_file(records) -> dict[str, HashedFile]:
+    """The shards' hashed images (arr_coc/pipeline/stats.merge_hashed) grouped by file."""
+    files: dict[str, HashedFile] = {}
+    for record in records:
+        entry = files.setdefault(record["file"], HashedFile(record["file"], record["phash"], record["image_id"]))
+        entry.uses.append({key: record[key] for key in ("source", "split", "items", "rows")})
+    return files
+
+
+@dataclass
+class Scan:
+    """What one pass over all (left, right) pairs found."""
+
+    counts: np.ndarray  # [right comparison][distance 0..MAX_REPORTED_DISTANCE]: pairs
+    closest: np.ndarray  # (distance, left, right) rows of the closest pairs, at most MAX_LISTED_PAIRS, sorted
+    left_skip: np.ndarray  # bool per left image: within `distance` of an evaluation photo
+    right_skip: np.ndarray  # bool per right image: within `distance` of a left image that is kept
+    seconds: float
+
+
+def scan(left: np.ndarray, right: np.ndarray, right_evaluation: np.ndarray, right_group: np.ndarray,
+         distance: Optional[int], same_file: tuple = (np.zeros(0, int), np.zeros(0, int)), groups: int = 1,
+         progress: bool = False) -> Scan:  # fmt: skip
+    """Compare every left hash with every right hash (uint64 arrays) in one vectorised pass.
+
+    right_evaluation: bool per right image (evaluation photos make the left image skip; other right
+    images skip themselves). right_group: which comparison each right image belongs to (for counts).
+    same_file: (left, right) index pairs that are one file, never a pair. distance: None = count only.
+    """
+    started = time.perf_counter()
+    threshold = MAX_REPORTED_DISTANCE if distance is None else max(distance, MAX_REPORTED_DISTANCE)
+    counts = np.zeros((groups, MAX_REPORTED_DISTANCE + 1), dtype=np.int64)
+    left_skip = np.zeros(len(left), dtype=bool)
+    right_hit = np.zeros(len(right), dtype=bool)
+    closest = np.zeros((0, 3), dtype=np.int64)
+    if len(left) and len(right):
+        rows = max(1, BLOCK_ELEMENTS // len(right))
+        xor = np.empty((rows, len(right)), dtype=np.uint64)
+        bits = np.empty((rows, len(right)), dtype=np.uint8)
+        self_left, self_right = (np.asarray(side, dtype=np.int64) for side in same_file)
+        for start in tqdm(range(0, len(left), rows), desc="Comparing perceptual hashes", unit=" blocks", disable=not progress):
+            block = left[start : start + rows]
+            xor_block, dist = xor[: len(block)], bits[: len(block)]
+            np.bitwise_xor(block[:, None], right[None, :], out=xor_block)
+            np.bitwise_count(xor_block, out=dist)
+            mine = (self_left >= start) & (self_left < start + len(block))
+            dist[self_left[mine] - start, self_right[mine]] = 64  # a file is never its own near duplicate
+            if dist.min() > threshold:
+                continue  # the usual block: nothing near
+            near_left, near_right = np.nonzero(dist <= MAX_REPORTED_DISTANCE)
+            near = dist[near_left, near_right].astype(np.int64)
+            np.add.at(counts, (right_group[near_right], near), 1)
+            closest = _closest(closest, near, near_left + start, near_right)
+            if distance is not None:
+                within = dist <= distance
+                block_skip = (within & right_evaluation[None, :]).any(axis=1)
+                left_skip[start : start + len(block)] = block_skip
+                right_hit |= within[~block_skip].any(axis=0)
+    right_skip = right_hit & ~right_evaluation
+    return Scan(counts, closest, left_skip, right_skip, time.perf_counter() - started)
+
+
+def _closest(best: np.ndarray, distances: np.ndarray, lefts: np.ndarray, rights: np.ndarray) -> np.ndarray:
+    """The MAX_LISTED_PAIRS smallest (distance, left, right) of both, sorted: deterministic ties."""
+    rows = np.concatenate([best, np.stack([distances, lefts, rights], axis=1)])
+    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
+    return rows[order[:MAX_LISTED_PAIRS]]
+
+
+@dataclass
+class NImages:
+    """Part (2)'s other side: GQA `n...` members of images.zip, or why they were not read."""
+
+    records: list = field(default_factory=list)  # hashed-image records, split N_IMAGES_SPLIT
+    listed: int = 0
+    unreadable: int = 0  # missing or corrupt members: counted, not compared
+    skipped_because: Optional[str] = None
+
+
+def hash_n_images(archive: str, pin: Optional[dict] = None, progress: bool = True) -> NImages:
+    """Hash every `images/n<digits>.jpg` member of GQA's images.zip (`archive`: a path or URL, read at the
+    version the build pinned, `pin`)."""
+    store = ImageStore(archive, "images", pin=pin)
+    try:
+        names = sorted(name for name in store.member_names() if N_IMAGE_MEMBER.match(name))
+        result = NImages(listed=len(names))
+        for name in tqdm(names, desc="Hashing GQA n... images", unit=" images", disable=not progress):
+            image = store.fetch(name[len("images/"):])
+            if not isinstance(image, CheckedImage):
+                result.unreadable += 1
+                continue
+            image_id = N_IMAGE_MEMBER.match(name).group(1)
+            result.records.append(dict(source="gqa", split=N_IMAGES_SPLIT, image_id=image_id, file=name,
+                                       phash=image.phash, items=0, rows=0))  # fmt: skip
+        store.verify_unchanged()  # what was read, and counted unreadable, is of the pinned version
+    finally:
+        store.close()
+    return result
+
+
+@dataclass
+class Audit:
+    report: dict  # the build report's "near_duplicates"
+    skipped: dict  # {source: {split: {reason: {"images", "items", "rows"}}}}
+    dropped_rows: frozenset  # row-id prefixes "source/original_split/image_id" of the skipped images
+
+
+def audit(written: list, n_images: NImages, distance: Optional[int], progress: bool = True) -> Audit:
+    """Compare the build's hashed images (stats.merge_hashed) and the `n...` images, and decide the skips."""
+    files = by_file(written)
+    train = sorted((f for f in files.values() if any(use["split"] == "train" for use in f.uses)), key=lambda f: f.file)
+    others = sorted((f for f in files.values() if any(use["split"] == "validation" for use in f.uses)), key=lambda f: f.file)
+    # Part (2): `n...` members not already compared as validation images.
+    seen = {f.file for f in others}
+    n_files = sorted((f for f in by_file(n_images.records).values() if f.file not in seen), key=lambda f: f.file)
+    right = others + n_files
+    right_index = {f.file: index for index, f in enumerate(right)}
+    same_file = np.array([(index, right_index[f.file]) for index, f in enumerate(train) if f.file in right_index], dtype=np.int64)
+    same_file = (same_file[:, 0], same_file[:, 1]) if len(same_file) else (np.zeros(0, int), np.zeros(0, int))
+    result = scan(
+        hashes_to_uint64(f.phash for f in train),
+        hashes_to_uint64(f.phash for f in right),
+        np.array([f.evaluation for f in right], dtype=bool),
+        np.array([0] * len(others) + [1] * len(n_files), dtype=np.int64),
+        distance,
+        same_file,
+        groups=2,
+        progress=progress,
+    )
+    logger.info("near-duplicate audit: %d train images against %d others in %.1f s", len(train), len(right), result.seconds)
+    skipped: dict = {}
+    dropped = set()
+    for chosen, side, reason in ((result.left_skip, train, EVAL_REASON), (result.right_skip, right, TRAIN_REASON)):
+        split = "train" if reason == EVAL_REASON else "validation"
+        for index in np.flatnonzero(chosen):
+            for use in side[index].uses:
+                if use["split"] != split or not use["rows"]:
+                    continue
+                counts = skipped.setdefault(use["source"], {}).setdefault(split, {}).setdefault(reason, {"images": 0, "items": 0, "rows": 0})
+                counts["images"] += 1
+                counts["items"] += use["items"]
+                counts["rows"] += use["rows"]
+                dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{side[index].image_id}")
+    report = {
+        "distance": distance,
+        "hash": "imagehash.phash, hash_size 8, of the 1/4-scale grayscale JPEG draft (metadata.phash)",
+        "max_reported_distance": MAX_REPORTED_DISTANCE,
+        "comparisons": {
+            VALIDATION_COMPARISON: {
+                "train_images": len(train),
+                "other_images": len(others),
+                "pairs_by_distance": _by_distance(result.counts[0]),
+            },
+            N_IMAGES_COMPARISON: _n_images_entry(n_images, len(train), len(n_files), result.counts[1]),
+        },
+        "closest_pairs": [
+            {"distance": int(d), "train": train[i].describe(), "other": right[j].describe()} for d, i, j in result.closest
+        ],
+        "removed": skipped,
+        "seconds": round(result.seconds, 3),
+    }
+    return Audit(report, skipped, frozenset(dropped))
+
+
+def _by_distance(counts: np.ndarray) -> dict:
+    return {str(d): int(count) for d, count in enumerate(counts)}
+
+
+def _n_images_entry(n_images: NImages, train_images: int, compared: int, counts: np.ndarray) -> dict:
+    if n_images.skipped_because is not None:
+        return {"audited": False, "reason": n_images.skipped_because}
+    return {
+        "audited": True,
+        "train_images": train_images,
+        "other_images": compared,
+        "listed": n_images.listed,
+        "unreadable": n_images.unreadable,
+        "pairs_by_distance": _by_distance(counts),
+    }
+
+
+def apply_skips(stats: dict, skipped: dict) -> dict:
+    """The merged build stats with the audit's skips: items and rows move from written to skipped."""
+    for source, splits in skipped.items():
+        for split, reasons in splits.items():
+            into = stats[source][split]
+            for reason, counts in reasons.items():
+                into["items_written"] -= counts["items"]
+                into["rows_written"] -= counts["rows"]
+                into["skipped"][reason] = into["skipped"].get(reason, 0) + counts["items"]
+            into["skipped"] = dict(sorted(into["skipped"].items()))
+    return stats
