@@ -1,0 +1,148 @@
+"""metadata.phash: the definition (DESIGN.md, "Example schema"), the card's `phash` snippet, every built row, and
+the distances the docs quote, measured on the real photos in ../shared/realdata (skipped when absent).
+
+The definition is imagehash's own `phash` of the image after PIL's 1/4-scale grayscale `draft`; these tests
+call imagehash itself (read: imagehash 4.3.2 `phash` = LANCZOS to 32x32 grayscale, 2-D DCT, the 8x8 low
+frequencies against their median) rather than re-deriving it.
+"""
+
+import glob
+import io
+import itertools
+import os
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import ROOT, prepared, raw_rows, run_readme_snippets
+from arr_coc.pipeline import images
+from arr_coc.pipeline.phash import hashes_to_uint64
+
+REALDATA = os.environ.get("ARR_COC_REALDATA") or os.path.join(ROOT, "..", "shared", "realdata")
+REAL_PHOTOS = sorted(glob.glob(os.path.join(REALDATA, "coco", "*", "*.jpg")) + glob.glob(os.path.join(REALDATA, "gqa", "images", "*.jpg"))
+                     + glob.glob(os.path.join(REALDATA, "vg", "images", "*.jpg")))  # fmt: skip
+needs_realdata = pytest.mark.skipif(len(REAL_PHOTOS) < 33, reason=f"the real photos of {REALDATA} are absent")
+
+# The figures docs/near-duplicates.md quotes (33 real photos).
+DRAFT_VS_FULL_MAX = 2  # bits between the 1/4-scale hash and imagehash of the whole image
+REHOST_MAX = 6  # a copy resized to 50-90 % and re-encoded at quality 70-90
+DISTINCT_MIN = 22  # two different photos
+RECOMMENDED = 8  # the distance the card recommends
+
+
+def definition(data: bytes) -> str:
+    """DESIGN.md's words, as code."""
+    im = Image.open(io.BytesIO(data))
+    im.draft("L", (im.width // 4, im.height // 4))
+    return str(imagehash.phash(im))
+
+
+def encoded(mode: str, size=(640, 480), fmt="JPEG", seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(small, "RGB").resize(size, Image.Resampling.BICUBIC).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, quality=90) if fmt == "JPEG" else image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def phash():
+    return run_readme_snippets("phash")["phash"]
+
+
+@pytest.mark.parametrize("mode,fmt,size", [("RGB", "JPEG", (640, 480)), ("L", "JPEG", (359, 640)), ("CMYK", "JPEG", (500, 333)),
+                                           ("RGB", "PNG", (64, 48)), ("RGB", "JPEG", (17, 9))])  # fmt: skip
+def test_snippet_and_builder_give_the_definition(phash, mode, fmt, size):
+    data = encoded(mode, size, fmt)
+    value = phash(data)
+    assert value == definition(data) == images.inspect_image(data)[2]
+    assert len(value) == 16 and int(value, 16) >= 0 and value == value.lower()
+
+
+def test_an_image_under_4_pixels_decodes_whole(phash):
+    data = encoded("RGB", (3, 40))
+    with pytest.raises(ZeroDivisionError):
+        definition(data)  # the definition has no 1/4 scale for it
+    assert phash(data) == images.inspect_image(data)[2] == str(imagehash.phash(Image.open(io.BytesIO(data))))
+
+
+def test_a_png_is_hashed_whole(phash):
+    data = encoded("RGB", (640, 480), "PNG")
+    assert phash(data) == str(imagehash.phash(Image.open(io.BytesIO(data))))
+
+
+def test_every_row_carries_the_hash_of_its_image_bytes(mirror, tmp_path, phash):
+    builder = prepared(mirror, tmp_path / "cache", "full")
+    built = builder.as_dataset()
+    streamed = builder.as_streaming_dataset()
+    for split in ("train", "validation"):
+        rows = raw_rows(built[split])
+        assert rows and all(row["metadata"]["phash"] == phash(row["image"]["bytes"]) for row in rows)
+        assert [row["metadata"]["phash"] for row in raw_rows(streamed[split])] == [row["metadata"]["phash"] for row in rows]
+
+
+def test_hex_hashes_become_the_same_uint64():
+    values = ["0123456789abcdef", "ffffffffffffffff", "8000000000000000"]
+    assert hashes_to_uint64(values).tolist() == [int(value, 16) for value in values]
+    with pytest.raises(ValueError, match="16 hex digits"):
+        hashes_to_uint64(["0123", "456789abcdef0123"])  # would shift every later hash silently
+
+
+# -- the distances the docs quote, on real photos ---------------------------------------------------------
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def rehosted(data: bytes, scale: float, quality: int) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def real():
+    photos = {}
+    for path in REAL_PHOTOS:
+        with open(path, "rb") as handle:
+            photos[os.path.relpath(path, REALDATA)] = handle.read()
+    return photos
+
+
+@needs_realdata
+def test_the_quarter_scale_hash_is_within_2_bits_of_the_full_decode(real, phash):
+    distances = [hamming(phash(data), str(imagehash.phash(Image.open(io.BytesIO(data))))) for data in real.values()]
+    assert max(distances) <= DRAFT_VS_FULL_MAX
+
+
+@needs_realdata
+def test_rehosted_copies_are_close_and_distinct_photos_far(real, phash):
+    hashes = {name: phash(data) for name, data in real.items()}
+    rehost = max(hamming(hashes[name], phash(rehosted(data, scale, quality)))
+                 for name, data in real.items() for scale in (0.5, 0.6, 0.7, 0.8, 0.9) for quality in (70, 80, 90))  # fmt: skip
+    distinct = min(hamming(hashes[a], hashes[b]) for a, b in itertools.combinations(hashes, 2))
+    assert rehost <= REHOST_MAX < RECOMMENDED < DISTINCT_MIN <= distinct
+
+
+@needs_realdata
+def test_what_phash_does_not_catch(real, phash):
+    """Flips and crops of a real photo are farther than the recommended distance; uniform images collide."""
+    for data in real.values():
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+            flipped, cropped = io.BytesIO(), io.BytesIO()
+            image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped, "JPEG", quality=90)
+            w, h = image.size
+            image.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(cropped, "JPEG", quality=90)
+        assert hamming(phash(data), phash(flipped.getvalue())) > RECOMMENDED
+        assert hamming(phash(data), phash(cropped.getvalue())) > RECOMMENDED
+    grey, white = (Image.new("RGB", (640, 480), (level,) * 3) for level in (128, 255))
+    as_jpeg = [io.BytesIO() for _ in range(2)]
+    grey.save(as_jpeg[0], "JPEG"), white.save(as_jpeg[1], "JPEG")
+    assert phash(as_jpeg[0].getvalue()) == phash(as_jpeg[1].getvalue())
