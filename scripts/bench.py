@@ -17,6 +17,8 @@ For each workload it measures, each thing in its own subprocess so that memory p
                 bytes and text columns with pyarrow directly;
   streaming     `load_dataset(repo, streaming=True)` over the built shards, images decoded and not,
                 against pyarrow `ParquetFile.iter_batches` over the same files;
+  near duplicates (image-heavy workload) the build's perceptual-hash audit at full's size (250,000 x 85,000
+                synthetic hashes) and the card's `near_duplicate_filter` snippet (scripts/benchmark/near_duplicates.py);
   DataLoader    (image-heavy workload) the card's training streams (its `stream`, `ddp` and `mixture`
                 snippets, and datasets' plain shuffle) through 2 DataLoader workers, against today's recipe
                 on the layout issue 13 found: each worker's peak RSS, rows/s, time to the first row and
@@ -51,6 +53,7 @@ from typing import Optional
 from benchmark.children import CHILDREN, print_and_exit
 from benchmark.lengths import measure_lengths
 from benchmark.measure import MB, Run, measure
+from benchmark.near_duplicates import measure_near_duplicates
 from benchmark.report import report, to_json
 from benchmark.streams import measure_streams
 
@@ -272,6 +275,7 @@ class WorkloadResult:
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
     streams: dict = field(default_factory=dict)  # the card's training streams (streams.measure_streams)
+    near_duplicates: dict = field(default_factory=dict)  # the audit and the card's snippet at full's size
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,7 +298,8 @@ def run_workload(workload: Workload, args) -> WorkloadResult:
     repeats = 1 if args.quick else FIRST_ROW_REPEATS
     first_rows = {mode: measure_first_rows(repo, mode, repeats) for mode in STREAM_MODES}
     streams = measure_streams(repo, args.work_dir, args.quick) if workload.name == "coco" else {}
-    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, streams)
+    near = measure_near_duplicates(repo, args.quick) if workload.name == "coco" else {}
+    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, streams, near)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

@@ -13,7 +13,7 @@ from helpers import ROOT
 
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
 TABLES = ("Workloads", "Build:", "Build memory", "Baselines", "Build against the baselines", "Streaming", "DataLoader workers",
-          "Time to the first row", "Shuffle quality", "Targets")
+          "Time to the first row", "Shuffle quality", "Near duplicates", "Targets")
 
 
 def measured(value) -> bool:
@@ -67,6 +67,10 @@ def test_quick_benchmark_runs_and_prints_every_table(tmp_path):
     for run in streams["quality"]:
         assert len(run["rank_correlations"]) == 2 and all(-1 <= c <= 1 for c in run["rank_correlations"])
     assert run["rank_correlations"][0] != run["rank_correlations"][1]  # each seed is its own order
+    # The near-duplicate audit and the card's decontamination snippet (at quick sizes here).
+    near = coco["near_duplicates"]
+    assert near["scan"]["pairs"] >= near["scan"]["planted"] > 0 and measured(near["scan"]["audit_s"])
+    assert near["snippet"]["kept"] < near["snippet"]["rows"] and near["snippet"]["stream_kept"] < near["snippet"]["stream_rows"]
     targets = {target["target"] for target in figures["targets"]}
     assert {"stream snippet: peak RSS per worker, MB", "stream snippet: time to first row, s (median)"} <= targets
     assert figures["targets"] and all(isinstance(target["met"], bool) for target in figures["targets"])

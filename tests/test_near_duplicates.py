@@ -37,9 +37,10 @@ def brute_force(left, right, evaluation, distance):
     return near, left_skip, right_skip
 
 
-@pytest.mark.parametrize("block_elements", [7, 64, 1 << 23])  # blocks of 1 row, of a few rows, all at once
-def test_the_vectorised_scan_finds_what_a_brute_force_one_finds(monkeypatch, block_elements):
-    monkeypatch.setattr(near_duplicates, "BLOCK_ELEMENTS", block_elements)
+@pytest.mark.parametrize("rows,elements", [(1, 1), (3, 21), (32, 1 << 18)])  # tiles of 1x1, 3x7, all at once
+def test_the_vectorised_scan_finds_what_a_brute_force_one_finds(monkeypatch, rows, elements):
+    monkeypatch.setattr(near_duplicates, "BLOCK_ROWS", rows)
+    monkeypatch.setattr(near_duplicates, "BLOCK_ELEMENTS", elements)
     rng = np.random.default_rng(3)
     left = rng.integers(0, 2**63, 40, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 40, dtype=np.uint64)
     right = rng.integers(0, 2**63, 30, dtype=np.uint64)
@@ -57,6 +58,8 @@ def test_the_vectorised_scan_finds_what_a_brute_force_one_finds(monkeypatch, blo
 
 def test_a_file_is_never_its_own_pair_and_the_list_keeps_the_closest_1000(monkeypatch):
     monkeypatch.setattr(near_duplicates, "MAX_LISTED_PAIRS", 5)
+    monkeypatch.setattr(near_duplicates, "BLOCK_ROWS", 2)  # self pairs in several tiles
+    monkeypatch.setattr(near_duplicates, "BLOCK_ELEMENTS", 4)
     left = np.array([1, 2, 3], dtype=np.uint64)
     right = np.array([1, 2, 3, 7], dtype=np.uint64)
     result = scan(left, right, np.ones(4, bool), np.zeros(4, dtype=np.int64), None, (np.array([0, 1, 2]), np.array([0, 1, 2])))

@@ -9,6 +9,7 @@ from typing import Optional
 
 from benchmark.lengths import lengths_report, lengths_targets
 from benchmark.measure import Run, median, table
+from benchmark.near_duplicates import near_duplicates_report
 from benchmark.streams import streams_report, streams_targets
 
 # Issue 5's targets, per process on a 2-core machine.
@@ -109,6 +110,8 @@ def workload_tables(results: list, startup: Run) -> list[str]:
     for r in results:
         if r.streams:
             out.extend(streams_report(r.streams, r.workload.name))
+        if r.near_duplicates:
+            out.extend(near_duplicates_report(r.near_duplicates))
     return out
 
 
@@ -169,6 +172,7 @@ def to_json(results: list, startup: Optional[Run], targets: list[dict], args, le
                 "streaming": {mode: asdict(run) for mode, run in r.streaming.items()},
                 "first_row_s": r.first_rows,
                 "streams": r.streams,
+                "near_duplicates": r.near_duplicates,
             }
             for r in results
         ],
