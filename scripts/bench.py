@@ -129,7 +129,7 @@ def ensure_mirror(workload: Workload, work_dir: str, regenerate: bool) -> tuple[
 
     path = os.path.join(work_dir, f"mirror-{workload.name}")
     manifest_path = os.path.join(path, make_sample_mirror.MANIFEST_NAME)
-    wanted = _comparable(workload.mirror_params())
+    wanted = _comparable({**workload.mirror_params(), "picture_version": make_sample_mirror.PICTURE_VERSION})
     if not regenerate and os.path.exists(manifest_path):
         with open(manifest_path) as handle:
             if _comparable(json.load(handle)["params"]) == wanted:
@@ -146,6 +146,7 @@ def _comparable(params: dict) -> dict:
     keys = ("questions_per_image", "image_size", "sources", "broken", "seed")
     plain = {key: json.loads(json.dumps(params[key])) for key in keys}
     plain["images"] = json.loads(json.dumps(params.get("images")))
+    plain["picture_version"] = params.get("picture_version")  # a mirror of older pictures is regenerated
     return plain
 
 

@@ -56,7 +56,7 @@ from typing import Optional
 
 from sample_mirror.coco import write_coco_annotations
 from sample_mirror.gqa import allocate_gqa_ids, write_gqa_questions
-from sample_mirror.images import ImageSizes, write_image_zip
+from sample_mirror.images import PICTURE_VERSION, ImageSizes, write_image_zip
 from sample_mirror.manifest import build_manifest
 from sample_mirror.names import GQA_IMAGES_ZIP, GQA_QUESTIONS_ZIP, SOURCES, SPLITS
 from sample_mirror.near_duplicates import plan_near_duplicates
@@ -73,7 +73,7 @@ from sample_mirror.zipjson import ZIP_DATE_TIME
 
 __all__ = [
     # the entry point's own API
-    "MANIFEST_NAME", "check_destination", "main", "repository_data_folder", "write_sample_mirror",
+    "MANIFEST_NAME", "PICTURE_VERSION", "check_destination", "main", "repository_data_folder", "write_sample_mirror",
     # re-exports
     "COCO_SUB", "GQA_REAL_TRAIN", "GQA_SUB", "OKVQA_FILES", "OKVQA_QUESTION_TYPES", "OVERLAP_REASON", "SOURCES",
     "SPLITS", "VQAV2_FILES", "ZIP_DATE_TIME",
@@ -164,7 +164,8 @@ def write_sample_mirror(out_dir, *, images_per_split: int = 6, questions_per_ima
         files.append(zip_plan.name)
 
     params = dict(images_per_split=images_per_split, questions_per_image=questions_per_image,
-                  image_size=[width, height], sources=list(sources), broken=broken, seed=seed)
+                  image_size=[width, height], sources=list(sources), broken=broken, seed=seed,
+                  picture_version=PICTURE_VERSION)
     if image_sizes:  # only then: a mirror made without them keeps the manifest (and bytes) it always had
         params["image_sizes"] = [list(size) for size in sizes]
     manifest = build_manifest(out, files, plans, coco_zips, gqa_zip, gqa_ids, counts, params)

@@ -23,6 +23,9 @@ from sample_mirror.plan import ImageZipPlan
 from sample_mirror.zipjson import AtomicZip, zip_info
 
 JPEG_QUALITY = 90  # fixed, like every encoder setting, so bytes repeat; 90 gives photo-like sizes
+# Recorded in the manifest; raised whenever the pictures change, so that scripts/bench.py regenerates a mirror
+# it would otherwise reuse (2: each picture has a layout of its own, see TextureFactory).
+PICTURE_VERSION = 2
 
 
 class TextureFactory:
