@@ -11,7 +11,7 @@ from collections import Counter
 import build
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, by_file_order, make_mirror, raw_rows, tree_digest
+from helpers import ROOT, SPLITS, by_file_order, make_mirror, raw_rows, tree_digest, without_n_images_audit
 from range_server import FileServer, RangeRequestHandler
 from torch.utils.data import DataLoader
 
@@ -79,7 +79,8 @@ def test_build_over_http_equals_the_build_from_disk(mirror, disk_repo, disk_rows
         rows = raw_rows(datasets.load_dataset(str(repo), "small", split=split))
         assert rows == disk_rows[split] and rows
     report, disk_report = (json.loads((path / "data" / "small" / "build_report.json").read_text()) for path in (repo, disk_repo))
-    assert report == disk_report
+    assert without_n_images_audit(report) == without_n_images_audit(disk_report)
+    assert not report["near_duplicates"]["comparisons"]["train_vs_gqa_n_images"]["audited"]  # capped, remote: said so
     print("image archive reads over HTTP (build):", figures)  # shown with pytest -s
 
 

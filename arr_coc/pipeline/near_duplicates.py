@@ -211,19 +211,7 @@ def audit(written: list, n_images: NImages, distance: Optional[int], progress: b
         progress=progress,
     )
     logger.info("near-duplicate audit: %d train images against %d others in %.1f s", len(train), len(right), result.seconds)
-    skipped: dict = {}
-    dropped = set()
-    for chosen, side, reason in ((result.left_skip, train, EVAL_REASON), (result.right_skip, right, TRAIN_REASON)):
-        split = "train" if reason == EVAL_REASON else "validation"
-        for index in np.flatnonzero(chosen):
-            for use in side[index].uses:
-                if use["split"] != split or not use["rows"]:
-                    continue
-                counts = skipped.setdefault(use["source"], {}).setdefault(split, {}).setdefault(reason, {"images": 0, "items": 0, "rows": 0})
-                counts["images"] += 1
-                counts["items"] += use["items"]
-                counts["rows"] += use["rows"]
-                dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{side[index].image_id}")
+    skipped, dropped = _skips([(result.left_skip, train, EVAL_REASON, "train"), (result.right_skip, right, TRAIN_REASON, "validation")])
     report = {
         "distance": distance,
         "hash": "imagehash.phash, hash_size 8, of the 1/4-scale grayscale JPEG draft (metadata.phash)",
@@ -240,9 +228,27 @@ def audit(written: list, n_images: NImages, distance: Optional[int], progress: b
             {"distance": int(d), "train": train[i].describe(), "other": right[j].describe()} for d, i, j in result.closest
         ],
         "removed": skipped,
-        "seconds": round(result.seconds, 3),
     }
-    return Audit(report, skipped, frozenset(dropped))
+    return Audit(report, skipped, dropped)
+
+
+def _skips(sides: list) -> tuple[dict, frozenset]:
+    """What the chosen files of each side lose: ({source: {split: {reason: counts}}}, row-id prefixes to drop).
+    Only the uses of the side's own split count (a COCO file is skipped in every source's train rows)."""
+    skipped: dict = {}
+    dropped = set()
+    for chosen, files, reason, split in sides:
+        for index in np.flatnonzero(chosen):
+            for use in files[index].uses:
+                if use["split"] != split or not use["rows"]:
+                    continue
+                counts = skipped.setdefault(use["source"], {}).setdefault(split, {})
+                counts = counts.setdefault(reason, {"images": 0, "items": 0, "rows": 0})
+                counts["images"] += 1
+                counts["items"] += use["items"]
+                counts["rows"] += use["rows"]
+                dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{files[index].image_id}")
+    return skipped, frozenset(dropped)
 
 
 def _by_distance(counts: np.ndarray) -> dict:
