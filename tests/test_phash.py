@@ -10,6 +10,7 @@ import glob
 import io
 import itertools
 import os
+import zipfile
 
 import imagehash
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from helpers import ROOT, prepared, raw_rows, run_readme_snippets
 from arr_coc.pipeline import images
-from arr_coc.pipeline.phash import hashes_to_uint64
+from arr_coc.pipeline.phash import hashes_to_uint64, perceptual_hash
 
 REALDATA = os.environ.get("ARR_COC_REALDATA") or os.path.join(ROOT, "..", "shared", "realdata")
 REAL_PHOTOS = sorted(glob.glob(os.path.join(REALDATA, "coco", "*", "*.jpg")) + glob.glob(os.path.join(REALDATA, "gqa", "images", "*.jpg"))
@@ -60,6 +61,30 @@ def test_snippet_and_builder_give_the_definition(phash, mode, fmt, size):
     value = phash(data)
     assert value == definition(data) == images.inspect_image(data)[2]
     assert len(value) == 16 and int(value, 16) >= 0 and value == value.lower()
+
+
+def test_the_builder_formats_the_bits_as_imagehash_does():
+    rng = np.random.default_rng(5)
+    for bits in [np.zeros((8, 8), bool), np.ones((8, 8), bool), *(rng.integers(0, 2, (8, 8)).astype(bool) for _ in range(200))]:
+        image = Image.fromarray(np.where(bits, 255, 0).astype(np.uint8))  # any picture; only the formatting is compared
+        assert perceptual_hash(image) == str(imagehash.phash(image))
+        assert np.packbits(bits.flatten()).tobytes().hex() == str(imagehash.ImageHash(bits))
+
+
+def test_a_zip_member_read_by_several_sources_is_decoded_once(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(images, "inspect_image", lambda data: calls.append(data) or (1, 1, "0" * 16))
+    monkeypatch.setattr(images, "_CHECK_MEMO", images.CheckMemo())
+    paths = []
+    for name, seed in (("train2014.zip", 1), ("other.zip", 2)):  # the same member name, other bytes
+        paths.append(str(tmp_path / name))
+        with zipfile.ZipFile(paths[-1], "w") as archive:
+            archive.writestr("train2014/a.jpg", encoded("RGB", (64, 48), seed=seed))
+    for path in (paths[0], paths[0], paths[1]):  # VQAv2's and COCO's stores share one archive
+        store = images.ImageStore(path, "train2014", remember_checks=True)
+        assert store.fetch("a.jpg").phash == "0" * 16
+        store.close()
+    assert len(calls) == 2 and calls[0] != calls[1]
 
 
 def test_an_image_under_4_pixels_decodes_whole(phash):

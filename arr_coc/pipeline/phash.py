@@ -15,6 +15,7 @@ The card's `# snippet: phash` is this same definition for users (tests/test_phas
 
 import imagehash
 import numpy as np
+import scipy.fftpack  # noqa: F401 - imagehash.phash imports it (0.3 s): here, once, before num_proc workers fork
 from PIL import Image
 
 # 1/4 of each side: about half the cost of a full decode and hash of a 640x480 photo.
@@ -28,8 +29,11 @@ def draft_for_hash(image: Image.Image) -> None:
 
 
 def perceptual_hash(image: Image.Image) -> str:
-    """imagehash's pHash of an image opened and drafted with `draft_for_hash`: 16 hex digits."""
-    return str(imagehash.phash(image))
+    """imagehash's pHash of an image opened and drafted with `draft_for_hash`: 16 hex digits.
+
+    The same digits as `str(imagehash.phash(image))` (its 64 bits in row order, first bit highest),
+    without imagehash's detour through a string of 64 "0"/"1" characters (about 10 of the hash's 200 us)."""
+    return np.packbits(imagehash.phash(image).hash.flatten()).tobytes().hex()
 
 
 def hashes_to_uint64(hashes) -> np.ndarray:
