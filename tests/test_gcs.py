@@ -15,7 +15,7 @@ import zipfile
 import build
 import fsspec
 import pytest
-from helpers import tree_digest
+from helpers import comparable_digest
 
 from arr_coc.network import download
 from arr_coc.network.retry import NetworkError, RetryPolicy
@@ -96,8 +96,8 @@ def test_build_from_gs_is_byte_identical_to_the_build_from_disk(gs_mirror, disk_
     repo = tmp_path / "gs-repo"
     args = ["--config", "small", "--data-dir", gs_mirror, "--output-dir", str(repo), "--cache-dir", str(tmp_path / "cache")]
     assert build.main([*args, *CAP_FLAGS, "--num-proc", "2"]) == 0  # each forked worker opens its own client
-    built = tree_digest(repo)
-    assert any(path.endswith(".parquet") for path in built) and built == tree_digest(disk_repo)
+    built = comparable_digest(repo)  # a capped build over gs:// leaves the n... images out of its audit, and says so
+    assert any(path.endswith(".parquet") for path in built) and built == comparable_digest(disk_repo)
 
 
 def test_an_interrupted_gs_download_resumes_from_the_bytes_on_disk(gs_mirror, mirror, emulator, tmp_path, monkeypatch):
