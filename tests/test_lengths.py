@@ -214,7 +214,7 @@ def made_rows(images: dict) -> datasets.Dataset:
     })
     rows = {"id": [], "image": [], "conversations": [], "metadata": []}
     for name, data in sorted(images.items()):
-        width, height = inspect_image(data)
+        width, height, _ = inspect_image(data)  # and the perceptual hash, unused here
         rows["id"].append(name)
         rows["image"].append({"bytes": data, "path": name})
         rows["conversations"].append([{"role": "user", "content": f"What is in {name}?"},

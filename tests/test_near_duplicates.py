@@ -176,6 +176,10 @@ def test_the_builder_skips_alike_with_one_process(planted, skipping_repo, tmp_pa
     repo_ids = {split: sorted(row["id"] for row in datasets.load_dataset(str(skipping_repo[0]), "full", split=split)) for split in SPLITS}
     assert {split: sorted(builder.as_dataset(split=split)["id"]) for split in SPLITS} == repo_ids
     assert builder.build_stats() == skipping_repo[1]["sources"]
+    # A later builder that finds this prepared cache generates nothing, and skips and reports alike.
+    again = prepared(planted[0], tmp_path / "cache", "full", near_duplicate_distance=DISTANCE)
+    assert {split: sorted(again.as_dataset(split=split)["id"]) for split in SPLITS} == repo_ids
+    assert again.near_duplicates_report() == report and again.build_stats() == skipping_repo[1]["sources"]
 
 
 def test_streaming_with_a_distance_is_refused_in_one_line(planted, tmp_path):
