@@ -28,7 +28,8 @@ fixed order and images are encoded with fixed settings, so two runs give byte-id
 The manifest (``sample_mirror_manifest.json``, also returned by write_sample_mirror) is not an official
 file; the builder ignores it.  Keys: seed, params (with the resolved per-source image counts), files
 ({name: {bytes, sha256}}), sources ({source: {"train"|"validation": {original_split, image_archive,
-image_ids, items_total, expected_skipped, broken, image_modes}}}) and quirks (which records carry which
+image_ids, items_total, expected_skipped, broken, image_modes; VQAv2 and OK-VQA: expected_answer_counts, the
+build report's answer_counts histogram as the records were made}}}) and quirks (which records carry which
 quirk).  items_total counts questions (VQA sources: distinct ids over questions and annotations files) or
 images (coco); expected_skipped counts those items a correct build skips, uncapped: a question without
 annotation is no_annotation, else a missing or truncated image gives missing_image / corrupt_image.

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Iterator
 
+from sample_mirror import okvqa, vqav2
 from sample_mirror.gqa import GqaIds
 from sample_mirror.names import OVERLAP_REASON, SOURCES, SPLITS
 from sample_mirror.plan import SplitPlan
@@ -42,6 +43,8 @@ def build_manifest(out: Path, files: list[str], plans: dict, coco_zips: dict, gq
                            "no_annotation": [str(q) for q in sorted(plan.orphans)]},
                 "image_modes": {str(i): zip_plan.modes[i] for i in plan.image_ids if i in zip_plan.modes},
             }
+            if source in ("vqav2", "okvqa"):
+                entry["expected_answer_counts"] = _expected_answer_counts(plan, params["seed"])
             if source == "gqa":
                 entry["overlap"] = {OVERLAP_REASON[split]: list(plan.overlap)}
                 entry["coco_ids"] = {str(i): (None if c is None else str(c)) for i, c in plan.coco_ids.items()}
@@ -75,6 +78,23 @@ def _expected_skips(plan: SplitPlan, per_image: int) -> tuple[int, dict]:
     return total, skipped
 
 
+def _expected_answer_counts(plan: SplitPlan, seed: int) -> dict:
+    """The answer_counts histogram of a build that writes every question it can (healthy images,
+    annotated questions): how many references agree with each target, as the records were made."""
+    histogram = {str(count): 0 for count in range(11)}
+    for image_id in plan.image_ids:
+        if image_id in plan.missing or image_id in plan.corrupt:
+            continue
+        for qid in plan.questions[image_id]:
+            if plan.source == "vqav2":
+                annotation = vqav2.vqav2_record(seed, image_id, qid, plan.quirks)[1]
+                count = vqav2.answer_count(annotation, annotation["multiple_choice_answer"], plan.quirks)
+            else:
+                count = okvqa.answer_count(okvqa.okvqa_record(seed, image_id, qid, plan.quirks)[1])
+            histogram[str(count)] += 1
+    return histogram
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -94,6 +114,8 @@ def _quirk_notes(plans: dict, gqa_ids: dict | None) -> dict:
                                                   "(train starts with 458752000); questions and annotations differ in order",
             "answers0_differs_from_mca": {s: p.quirks["answers0_differs_from_mca"] for s, p in by_source["vqav2"].items()},
             "answer_ids_listed_shuffled": {s: p.quirks["answer_ids_listed_shuffled"] for s, p in by_source["vqav2"].items()},
+            **{name: {s: p.quirks[name] for s, p in by_source["vqav2"].items()}
+               for name in ("some_references_spell_the_answer_differently", "all_references_spell_the_answer_differently")},
             "answer_types": ["yes/no", "number", "other"],
             "annotation_headers_after_list": "data_type follows the annotations list",
             "real_records": [458752000, 393714000, 263006000, 263006001],

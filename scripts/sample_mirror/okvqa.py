@@ -2,7 +2,8 @@
 
 One question per image, as in the real files.  Each record is a pure function of (seed, question id);
 the quirks a builder must handle (a majority tie the first-listed answer wins, a question_type missing
-from the question_types map, the map before or after the annotation list) are made here.
+from the question_types map, the map before or after the annotation list) are made here.  The majority
+answer is given by as few references as the template's choices allow, up to all ten (answer_count).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sample_mirror.vocabulary import OKVQA_TEMPLATES
 from sample_mirror.zipjson import ZIP64_THRESHOLD, AtomicZip, Stream, write_json_member
 
 
-def _okvqa_record(seed: int, image_id: int, qid: int, quirks: dict) -> tuple[dict, dict]:
+def okvqa_record(seed: int, image_id: int, qid: int, quirks: dict) -> tuple[dict, dict]:
     rng = random.Random(seed * 1_000_033 + qid)
     if qid in OKVQA_REAL_QUESTIONS:
         question_text = OKVQA_REAL_QUESTIONS[qid][1]
@@ -23,9 +24,7 @@ def _okvqa_record(seed: int, image_id: int, qid: int, quirks: dict) -> tuple[dic
     else:
         qtype, question_text, choices = rng.choice(OKVQA_TEMPLATES)
         top = rng.choice(choices)
-        votes = rng.randint(6, 10)
-        pairs = [top] * votes + [rng.choice([c for c in choices if c[1] != top[1]]) for _ in range(10 - votes)]
-        rng.shuffle(pairs)
+        pairs = _ten_pairs(rng, top, choices)
         confidence = rng.randint(1, 5)
         if qid in quirks.get("majority_tie_first_wins", ()):
             a, b = rng.sample([c for c in choices], 2)
@@ -44,6 +43,29 @@ def _okvqa_record(seed: int, image_id: int, qid: int, quirks: dict) -> tuple[dic
     return {"image_id": image_id, "question": question_text, "question_id": qid}, annotation
 
 
+def _ten_pairs(rng: random.Random, top: tuple, choices: list) -> list:
+    """Ten (raw_answer, answer) pairs in which `top`'s answer is given 1..10 times and no other answer
+    more often (at least 10 / the number of distinct answers times, so that the others can fill the rest):
+    a build sees targets of every agreement the template allows."""
+    distinct = len({answer for _, answer in choices})
+    votes = rng.randint(-(-10 // distinct), 10)
+    others = [c for c in choices if c[1] != top[1]]
+    pairs = [top] * votes
+    while len(pairs) < 10:
+        other = rng.choice(others)
+        if sum(answer == other[1] for _, answer in pairs) < votes:
+            pairs.append(other)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def answer_count(annotation: dict) -> int:
+    """How many references give the training answer (the most frequent one), from how the record was
+    made: its answers are plain lower-case words that the official evaluation compares as they are."""
+    answers = [answer["answer"] for answer in annotation["answers"]]
+    return max(answers.count(answer) for answer in answers)
+
+
 def write_okvqa(out: Path, plans: dict, seed: int) -> list[str]:
     written = []
     for split in SPLITS:
@@ -58,14 +80,14 @@ def write_okvqa(out: Path, plans: dict, seed: int) -> list[str]:
         large = len(order) * 700 > ZIP64_THRESHOLD
 
         zip_name, member = OKVQA_FILES[("questions", split)]
-        questions = (_okvqa_record(seed, i, q, plan.quirks)[0] for i, q in question_order)
+        questions = (okvqa_record(seed, i, q, plan.quirks)[0] for i, q in question_order)
         with AtomicZip(out / zip_name) as zf:
             write_json_member(zf, member, [("license", CC_BY_4), ("data_subtype", plan.original_split),
                                            ("task_type", "Open-Ended"), ("questions", Stream("list", questions))], large)
         written.append(zip_name)
 
         zip_name, member = OKVQA_FILES[("annotations", split)]
-        annotations = Stream("list", (_okvqa_record(seed, i, q, plan.quirks)[1] for i, q in order))
+        annotations = Stream("list", (okvqa_record(seed, i, q, plan.quirks)[1] for i, q in order))
         # question_types after the annotation list in train and before it in val: key order is irrelevant
         # to JSON, and a streaming reader must find the map wherever it is.
         if split == "train":

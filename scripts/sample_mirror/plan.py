@@ -173,6 +173,12 @@ def plan_quirk_targets(plan: SplitPlan) -> None:
         shuffled = _pick([q for q in (263006001,) if q in present], invented[1:] + invented, {mismatch})
         plan.quirks["answers0_differs_from_mca"] = [mismatch] if mismatch is not None else []
         plan.quirks["answer_ids_listed_shuffled"] = [shuffled] if shuffled is not None else []
+        # The majority answer spelled otherwise by some references (they still agree with it under the
+        # official evaluation's normalisation) or by all ten (then nothing is normalised: none agrees).
+        some = _pick(invented[2:], invented, {mismatch, shuffled})
+        every = _pick(invented[3:], invented, {mismatch, shuffled, some})
+        plan.quirks["some_references_spell_the_answer_differently"] = [some] if some is not None else []
+        plan.quirks["all_references_spell_the_answer_differently"] = [every] if every is not None else []
     elif plan.source == "okvqa":
         invented = [q for q in annotated if q not in OKVQA_REAL_QUESTIONS]
         tie = _pick([q for q in (516065,) if q in present], invented)
