@@ -76,6 +76,9 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
     # Leakage control (DESIGN.md): skip GQA train images whose photo is a COCO val2014 photo
     # (`eval_overlap`) and GQA validation images whose photo is a COCO train2014 photo (`train_overlap`).
     decontaminate: bool = True
+    # Drop VQAv2/OK-VQA turns whose answer_score (the official VQA accuracy of the answer against the
+    # 10 references) is below this (`low_agreement`); GQA turns have no score and are never dropped.
+    min_answer_score: float = 0.0
     # Near duplicates (DESIGN.md): None reports the perceptual-hash audit only; an int D also skips the
     # images within Hamming distance D (`eval_near_duplicate`, `train_near_duplicate`).
     near_duplicate_distance: Optional[int] = None
@@ -102,6 +105,10 @@ class ArrCocVqaConfig(datasets.BuilderConfig):
             raise ValueError("vqa_prompt_suffix must be a string")
         if not isinstance(self.decontaminate, bool):
             raise ValueError(f"decontaminate must be True or False, got {self.decontaminate!r}")
+        score = self.min_answer_score
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise ValueError(f"min_answer_score must be a number from 0.0 to 1.0 (scores are 0.0, 0.3, 0.6, 0.9, 1.0), got {score!r}")
+        self.min_answer_score = float(score)
         distance = self.near_duplicate_distance
         if distance is not None and (not isinstance(distance, int) or isinstance(distance, bool) or not 0 <= distance <= 64):
             raise ValueError(f"near_duplicate_distance must be None or an integer from 0 to 64 (bits), got {distance!r}")
@@ -166,6 +173,7 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             gqa_answer_style=self.config.gqa_answer_style,
             captions_per_image=self.config.captions_per_image,
             seed=self.config.seed,
+            min_answer_score=self.config.min_answer_score,
         )
         if dl_manager.is_streaming and self.config.near_duplicate_distance is not None:
             raise ValueError(

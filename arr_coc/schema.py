@@ -30,6 +30,10 @@ FEATURES = datasets.Features(
                     "question_type": datasets.Value("string"),
                     "answer_type": datasets.ClassLabel(names=list(ANSWER_TYPES)),
                     "answers": datasets.List(datasets.Value("string")),
+                    # The official VQA accuracy of the assistant's answer against `answers` (arr_coc/pipeline/
+                    # agreement.py) and how many of them agree with it; None for GQA (one reference answer).
+                    "answer_count": datasets.Value("int32"),
+                    "answer_score": datasets.Value("float32"),
                 }
             ),
             "captions": datasets.List(datasets.Value("string")),

@@ -375,7 +375,16 @@ def _parser_for(field: dataclasses.Field):
                 raise argparse.ArgumentTypeError(f"expected an integer{' or none' if optional else ''}, got {text!r}") from None
 
         return parse_int
+    if float in kinds:
+        return _parse_float
     return str
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _metavar(field: dataclasses.Field) -> str:

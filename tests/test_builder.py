@@ -32,6 +32,8 @@ CONTRACT_FEATURES = datasets.Features(
                     "question_type": datasets.Value("string"),
                     "answer_type": datasets.ClassLabel(names=["yes/no", "number", "other"]),
                     "answers": datasets.List(datasets.Value("string")),
+                    "answer_count": datasets.Value("int32"),
+                    "answer_score": datasets.Value("float32"),
                 }
             ),
             "captions": datasets.List(datasets.Value("string")),
@@ -66,6 +68,8 @@ def test_features_and_class_labels_are_the_contracts(full_builder):
         assert list(built[split].features) == ["id", "image", "conversations", "source", "task", "metadata"]
         assert list(built[split].features["metadata"]) == ["image_id", "coco_id", "width", "height", "original_split", "qa", "captions", "phash"]
     assert built["train"].features["metadata"]["qa"].feature["answer_type"].names == ["yes/no", "number", "other"]
+    qa_fields = ["question_id", "question_type", "answer_type", "answers", "answer_count", "answer_score"]
+    assert list(built["train"].features["metadata"]["qa"].feature) == qa_fields
 
 
 def test_skip_counts_are_exact_and_the_invariant_holds(full_builder, mirror):

@@ -78,6 +78,12 @@ CONTRACTIONS = {
     "youve": "you've",
 }  # fmt: skip
 
+# The sources whose questions have REFERENCE_ANSWERS answers each, and whose turns carry their agreement.
+AGREEMENT_SOURCES = ("vqav2", "okvqa")
+REFERENCE_ANSWERS = 10
+# The build report's skip reason of a turn whose score is below `min_answer_score`.
+LOW_AGREEMENT = "low_agreement"
+
 # A training target and its references repeat across questions (VQAv2 has a few thousand distinct
 # answers): normalise each distinct string once per process.
 _NORMALISED_CACHE_SIZE = 1 << 16
@@ -102,7 +108,7 @@ def answer_agreement(target: str, references: Sequence[str]) -> Agreement:
     return Agreement(count, accuracy(count, len(cleaned)))
 
 
-def accuracy(count: int, references: int = 10) -> float:
+def accuracy(count: int, references: int = REFERENCE_ANSWERS) -> float:
     """The mean over the `references` leave-one-out sets of min(1, matches / 3), rounded once.
 
     Leaving out one of the `count` matching references leaves count - 1 matches, leaving out any other

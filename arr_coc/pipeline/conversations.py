@@ -6,10 +6,13 @@ rows pick an instruction and a caption deterministically from (seed, image id).
 """
 
 import random
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
+
+import numpy as np
 
 from ..readers.records import QA, Caption
 from ..schema import ANSWER_TYPES, row_id
+from .agreement import Agreement
 from .images import CheckedImage
 
 CAPTION_INSTRUCTIONS = (
@@ -43,8 +46,10 @@ def vqa_rows(
     suffix: str,
     turns_per_example: Optional[int],
     coco_id: Optional[str],
+    agreements: Mapping[str, Agreement],
 ) -> Iterator[dict]:
-    """`coco_id`: the COCO 2014 id of the photo (image_id for COCO-based sources; GQA: from Visual Genome)."""
+    """`coco_id`: the COCO 2014 id of the photo (image_id for COCO-based sources; GQA: from Visual Genome).
+    `agreements`: each question's answer agreement by question id (none for GQA)."""
     ordered = sorted(qas, key=lambda qa: question_order(qa.question_id))
     size = turns_per_example or len(ordered)
     for chunk, start in enumerate(range(0, len(ordered), size)):
@@ -62,10 +67,19 @@ def vqa_rows(
                 # element (about half of its per-row encoding time for a GQA image's 13 questions).
                 "answer_type": ANSWER_TYPE_INDEX[qa.answer_type],
                 "answers": list(qa.answers),
+                **_agreement_fields(agreements.get(qa.question_id)),
             }
             for qa in part
         ]
         yield _row(source, "vqa", original_split, image_id, coco_id, chunk, image, conversations, qa_metadata, [])
+
+
+def _agreement_fields(agreement: Optional[Agreement]) -> dict:
+    if agreement is None:
+        return {"answer_count": None, "answer_score": None}
+    # The score as its float32 column holds it (0.9 -> 0.8999999762): datasets does not round a float
+    # it streams straight from the builder, and a streamed row must equal the stored one.
+    return {"answer_count": agreement.count, "answer_score": float(np.float32(agreement.score))}
 
 
 def caption_rows(

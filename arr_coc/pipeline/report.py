@@ -1,6 +1,7 @@
 """`data/<config>/build_report.json`: what the build read, wrote and skipped."""
 
 from ..schema import SOURCES, SPLITS
+from .agreement import LOW_AGREEMENT
 from .decontamination import RULES
 
 
@@ -21,7 +22,8 @@ def build_report(config_name: str, overrides: dict, source_stats: dict, split_ro
 
 
 def check_invariant(report: dict, split_rows: dict) -> None:
-    """items_selected == items_written + sum(skipped) <= items_total everywhere, and the rows add up."""
+    """items_selected == items_written + sum(skipped) <= items_total everywhere, the answer_counts
+    histogram holds the written and low_agreement questions, and the rows add up."""
     rows = dict.fromkeys(split_rows, 0)
     for source, splits in report["sources"].items():
         for split, stats in splits.items():
@@ -34,6 +36,13 @@ def check_invariant(report: dict, split_rows: dict) -> None:
                 raise ReportInvariantError(
                     f"{source}/{split}: {stats['items_selected']} items selected of only {stats['items_total']} in the source"
                 )
+            if "answer_counts" in stats:
+                checked = stats["items_written"] + stats["skipped"].get(LOW_AGREEMENT, 0)
+                if sum(stats["answer_counts"].values()) != checked:
+                    raise ReportInvariantError(
+                        f"{source}/{split}: answer_counts holds {sum(stats['answer_counts'].values())} questions, "
+                        f"not the {checked} written or {LOW_AGREEMENT}"
+                    )
             rows[split] += stats["rows_written"]
     if rows != split_rows:
         raise ReportInvariantError(f"rows counted by the sources {rows} differ from the rows written {split_rows}")

@@ -18,7 +18,9 @@ from ..network.retry import NetworkError
 from ..network.versions import ChangedOnServer
 from ..process.errors import SourceFormatError
 from ..readers import coco, gqa, okvqa, vqav2
+from ..readers.records import QA
 from ..readers.sources import coco_file_name, gqa_file_name
+from .agreement import AGREEMENT_SOURCES, LOW_AGREEMENT, Agreement, answer_agreement
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from .conversations import caption_rows, vqa_rows
 from .decontamination import GqaPhotos
@@ -64,6 +66,7 @@ class RowOptions:
     gqa_answer_style: str
     captions_per_image: int
     seed: int
+    min_answer_score: float
 
 
 @contextlib.contextmanager
@@ -197,15 +200,22 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
             spec.original_split, entry.image_id, image, entry.captions, options.captions_per_image, options.seed
         )
     else:
+        qas, agreements = entry.qas, {}
+        if spec.source in AGREEMENT_SOURCES:
+            qas, agreements = _agreeing(entry.qas, options.min_answer_score, stats)
+            if not qas:
+                return  # every turn dropped: a row without turns is not written
+            items = len(qas)
         rows = vqa_rows(
             spec.source,
             spec.original_split,
             entry.image_id,
             image,
-            entry.qas,
+            qas,
             options.vqa_prompt_suffix,
             options.turns_per_example,
             _coco_id(spec, entry.image_id),
+            agreements,
         )
     stats.items_written += items
     written_items = written_rows = 0
@@ -218,6 +228,19 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
         # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md).
         file = posixpath.join(spec.image_folder, image.file_name)
         stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows])
+
+
+def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> tuple[list[QA], dict[str, Agreement]]:
+    """The questions whose answer scores at least `min_score`, and every question's agreement.
+
+    The others are skipped as `low_agreement` before the turns are cut into rows; all of them count in
+    the answer_counts histogram. After the image checks, so that the histogram holds exactly the
+    written and `low_agreement` questions."""
+    agreements = {qa.question_id: answer_agreement(qa.answer, qa.answers) for qa in qas}
+    kept = [qa for qa in qas if agreements[qa.question_id].score >= min_score]
+    stats.skip(LOW_AGREEMENT, len(qas) - len(kept))
+    stats.answer_counts.update(agreement.count for agreement in agreements.values())
+    return kept, agreements
 
 
 def _coco_id(spec: ShardSpec, image_id: str) -> Optional[str]:

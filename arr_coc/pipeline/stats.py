@@ -11,6 +11,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .agreement import AGREEMENT_SOURCES, REFERENCE_ANSWERS
+
 
 @dataclass
 class ShardStats:
@@ -27,6 +29,7 @@ class ShardStats:
     # [image_id, file, phash, items, rows] of each image written (and of each COCO val2014 image read
     # but left without a row): what the near-duplicate audit compares (arr_coc/pipeline/near_duplicates.py).
     hashed: list = field(default_factory=list)
+    answer_counts: Counter = field(default_factory=Counter)  # VQAv2/OK-VQA questions by answer_count (written or low_agreement)
 
     def skip(self, reason: str, count: int = 1) -> None:
         if count:
@@ -50,6 +53,7 @@ class ShardStats:
             "images_skipped": dict(sorted(self.images_skipped.items())),
             "images_unchecked": self.images_unchecked,
             "hashed": self.hashed,
+            "answer_counts": {str(count): n for count, n in sorted(self.answer_counts.items())},
         }
         path = os.path.join(stats_dir, f"{self.split}-{shard_index:05d}.json")
         with open(path + ".tmp", "w") as handle:
@@ -58,7 +62,7 @@ class ShardStats:
 
 
 def merge(stats_dir: str) -> dict:
-    """{source: {split: {items_total, items_selected, items_written, rows_written, skipped}}}."""
+    """{source: {split: {items_total, items_selected, items_written, rows_written, skipped[, answer_counts]}}}."""
     merged: dict = {}
     for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
         with open(path) as handle:
@@ -71,9 +75,15 @@ def merge(stats_dir: str) -> dict:
             into[key] += shard[key]
         for reason, count in shard["skipped"].items():
             into["skipped"][reason] = into["skipped"].get(reason, 0) + count
+        if shard["source"] in AGREEMENT_SOURCES:
+            answer_counts = into.setdefault("answer_counts", {str(count): 0 for count in range(REFERENCE_ANSWERS + 1)})
+            for count, questions in shard["answer_counts"].items():
+                answer_counts[count] = answer_counts.get(count, 0) + questions
     for splits in merged.values():
         for split_stats in splits.values():
             split_stats["skipped"] = dict(sorted(split_stats["skipped"].items()))
+            if "answer_counts" in split_stats:  # in count order ("10" after "9"), more than 10 if a record has more answers
+                split_stats["answer_counts"] = dict(sorted(split_stats["answer_counts"].items(), key=lambda item: int(item[0])))
     return merged
 
 
