@@ -2,7 +2,7 @@
 """Benchmark the build and streaming: speed and memory, against baselines measured in the same run.
 
     python scripts/bench.py [--quick] [--work-dir DIR] [--json PATH] [--num-proc 1 2] [--workloads gqa,coco,lengths]
-                            [sizes ...]
+                            [--build-only] [--baseline-rev REV [--repeats N] [--baseline-max-ratio X]] [sizes ...]
 
 Two workloads come from the sample-mirror generator (scripts/make_sample_mirror.py):
   gqa   question-heavy, GQA-shaped: one train_balanced_questions.json of >= 200 MB of full-size GQA
@@ -27,6 +27,9 @@ For each workload it measures, each thing in its own subprocess so that memory p
 A third part, `lengths` (scripts/benchmark/lengths.py; `--workloads lengths` runs it alone), measures the card's
 `with_lengths` (docs/sequence-lengths.md) against the Qwen3-VL processor with the image, on the same rows of a
 `small` build with COCO-like image sizes, and estimates the time to add lengths to `full` train.
+With `--baseline-rev REV`, each build is also measured against REV's own scripts/build.py on the same
+mirror, alternating, `--repeats` builds each (scripts/benchmark/baseline.py): what a change costs against
+the code before it, in the same run. `--build-only` measures the builds and nothing else.
 Wall time, CPU time (user+sys of the whole process tree, from the kernel's accounting of reaped
 children) and peak RSS (the whole tree, sampled; and the largest single process, from its VmHWM) are
 recorded for every run. The figures are printed as tables with the targets of issues 5 and 13; nothing is
@@ -35,7 +38,7 @@ asserted: `--quick` (small sizes, for CI) only shows that every measurement path
 This file holds the workloads, the measurements and the command line; its parts: scripts/benchmark/measure.py
 (measuring one subprocess, tables), scripts/benchmark/children.py (the child processes, run as
 `bench.py child <name> ...`), scripts/benchmark/report.py (tables, targets, JSON), scripts/benchmark/streams.py and
-scripts/benchmark/loader.py (the DataLoader streams).
+scripts/benchmark/loader.py (the DataLoader streams), scripts/benchmark/baseline.py (a build against another revision).
 """
 
 import argparse
@@ -50,6 +53,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from benchmark.baseline import compare_builds, export_revision
 from benchmark.children import CHILDREN, print_and_exit
 from benchmark.lengths import measure_lengths
 from benchmark.measure import MB, Run, measure
@@ -65,6 +69,8 @@ sys.path.insert(0, HERE)
 logger = logging.getLogger("bench")
 
 IMAGE_ARCHIVES = ("images.zip", "train2014.zip", "val2014.zip")
+# The export's first log line ("<split>/<source>: N rows ... -> K shards"), once the builder is done.
+PREPARED_MARK = "INFO arr_coc.publish.export: train/"
 STREAM_MODES = ("decoded", "raw", "arrow")
 FIRST_ROW_REPEATS = 3
 
@@ -196,19 +202,21 @@ class BuildFigures:
         return self.image_mb / self.run.wall_s
 
 
-def measure_build(workload: Workload, mirror: str, out_dir: str, num_proc: int) -> BuildFigures:
+def measure_build(workload: Workload, mirror: str, out_dir: str, num_proc: int, build_script: Optional[str] = None,
+                  tag: str = "") -> BuildFigures:
+    """One `--config full` build by `build_script` (default: this repository's scripts/build.py)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     command = [
         sys.executable,
-        os.path.join(HERE, "build.py"),
+        build_script or os.path.join(HERE, "build.py"),
         "--config", "full",
         "--data-dir", mirror,
         "--output-dir", out_dir,
         "--num-proc", str(num_proc),
         "--sources", ",".join(workload.sources),
     ]  # fmt: skip
-    # build.py logs "<split>: N rows ... -> K shards" once the builder is done, before each export.
-    run = measure(command, f"build {workload.name} --num-proc {num_proc}", marks=(("prepared", "INFO build: train:"),))
+    label = f"build {workload.name} --num-proc {num_proc}" + (f" ({tag})" if tag else "")
+    run = measure(command, label, marks=(("prepared", PREPARED_MARK),))
     with open(os.path.join(out_dir, "data", "full", "build_report.json")) as handle:
         report = json.load(handle)
     rows = sum(split["rows"] for split in report["splits"].values())
@@ -271,12 +279,13 @@ class WorkloadResult:
     annotation_member: str
     annotation_mb: float
     builds: list[BuildFigures]
-    json_load: Run
-    passthrough: Run
+    json_load: Optional[Run]  # None: --build-only (as the streaming figures below)
+    passthrough: Optional[Run]
     streaming: dict  # mode -> Run (every row of the train split)
     first_rows: dict  # mode -> seconds to the first row, one fresh process each
     streams: dict = field(default_factory=dict)  # the card's training streams (streams.measure_streams)
     near_duplicates: dict = field(default_factory=dict)  # the audit and the card's snippet at full's size
+    comparisons: list = field(default_factory=list)  # baseline.Comparison per num_proc, with --baseline-rev
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,12 +293,25 @@ class WorkloadResult:
 # ---------------------------------------------------------------------------------------------------
 
 
-def run_workload(workload: Workload, args) -> WorkloadResult:
+def run_workload(workload: Workload, args, revision=None) -> WorkloadResult:
     mirror, generate_s = ensure_mirror(workload, args.work_dir, args.regenerate)
     archive, member, size = largest_annotation(mirror)
-    builds = []
+    builds, comparisons = [], []
     for num_proc in args.num_proc:
-        builds.append(measure_build(workload, mirror, os.path.join(args.work_dir, f"repo-{workload.name}-np{num_proc}"), num_proc))
+        out_dir = os.path.join(args.work_dir, f"repo-{workload.name}-np{num_proc}")
+        if revision is None:
+            builds.append(measure_build(workload, mirror, out_dir, num_proc))
+            continue
+
+        def build_with(script: str, tag: str) -> BuildFigures:
+            # the new side writes where the single build does: the streaming figures read it
+            return measure_build(workload, mirror, out_dir if tag == "new" else out_dir + "-baseline", num_proc, script, tag)
+
+        comparison = compare_builds(build_with, revision, args.repeats, workload.name, num_proc)
+        comparisons.append(comparison)
+        builds.append(sorted(comparison.new, key=lambda figures: figures.run.wall_s)[len(comparison.new) // 2])
+    if args.build_only:
+        return WorkloadResult(workload, generate_s, member, size / MB, builds, None, None, {}, {}, comparisons=comparisons)
     json_load = measure_json_load(mirror)
     passthrough = measure_passthrough(workload, mirror, os.path.join(args.work_dir, f"passthrough-{workload.name}"))
     # Stream what a single-process build wrote (the shards are the same for any num_proc).
@@ -300,7 +322,8 @@ def run_workload(workload: Workload, args) -> WorkloadResult:
     first_rows = {mode: measure_first_rows(repo, mode, repeats) for mode in STREAM_MODES}
     streams = measure_streams(repo, args.work_dir, args.quick) if workload.name == "coco" else {}
     near = measure_near_duplicates(repo, args.quick) if workload.name == "coco" else {}
-    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, streams, near)
+    return WorkloadResult(workload, generate_s, member, size / MB, builds, json_load, passthrough, streaming, first_rows, streams, near,
+                          comparisons)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -314,6 +337,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "scripts/benchmark/lengths.py); --workloads lengths runs just that")
     parser.add_argument("--regenerate", action="store_true", help="regenerate mirrors even if the work dir has them")
     parser.add_argument("--keep", action="store_true", help="keep the builds and passthrough output (mirrors are kept)")
+    parser.add_argument("--build-only", action="store_true", help="measure the builds only (no baselines, streaming or DataLoader)")
+    parser.add_argument("--baseline-rev", metavar="REV",
+                        help="also build with this git revision's scripts/build.py on the same mirror, alternating (e.g. main)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --baseline-rev: builds per side (default 3)")
+    parser.add_argument("--baseline-max-ratio", type=float, metavar="X",
+                        help="with --baseline-rev: a target, build time at most X times the baseline's (e.g. 1.05)")
     sizes = parser.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
     sizes.add_argument("--gqa-images", type=int, help="GQA train images (default 18000: a ~210 MB question file)")
     sizes.add_argument("--gqa-validation-images", type=int, help="GQA validation images (default 500)")
@@ -332,6 +361,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args.work_dir = os.path.abspath(args.work_dir)
     if os.path.commonpath([args.work_dir, REPO_ROOT]) == REPO_ROOT:
         parser.error("--work-dir must be outside the repository (benchmark data never goes into it)")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.baseline_rev is None and args.baseline_max_ratio is not None:
+        parser.error("--baseline-max-ratio needs --baseline-rev")
     return args
 
 
@@ -350,10 +383,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     started = time.perf_counter()
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]
     builds = [workload for workload in workloads(args) if workload.name in names]
+    try:
+        revision = export_revision(args.baseline_rev, args.work_dir) if args.baseline_rev else None
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     startup = measure_startup() if builds else None
-    results = [run_workload(workload, args) for workload in builds]
+    results = [run_workload(workload, args, revision) for workload in builds]
     lengths = measure_lengths(args.work_dir, args.quick) if "lengths" in names else None
-    text, targets = report(results, startup, args.quick, lengths)
+    text, targets = report(results, startup, args.quick, lengths, args.baseline_max_ratio)
     print(text)
     print(f"\nbenchmark finished in {time.perf_counter() - started:.1f} s")
     if args.json:
@@ -361,7 +399,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             json.dump(to_json(results, startup, targets, args, lengths), handle, indent=1)
             handle.write("\n")
     if not args.keep:
-        for path in glob.glob(os.path.join(args.work_dir, "repo-*")) + glob.glob(os.path.join(args.work_dir, "passthrough-*")):
+        outputs = ("repo-*", "passthrough-*", "baseline-*")  # the exported revisions too: a next run exports again
+        for path in [path for pattern in outputs for path in glob.glob(os.path.join(args.work_dir, pattern))]:
             shutil.rmtree(path, ignore_errors=True)
     return 0
 

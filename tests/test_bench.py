@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
@@ -106,3 +107,34 @@ def test_quick_lengths_part_runs_alone_and_agrees_with_the_processor(tmp_path):
                for entry in lengths["by_source"].values())
     assert {target["target"] for target in figures["targets"]} == {
         "with_lengths rows/s / processor rows/s (same rows)", "rows whose with_lengths differs from the processor"}
+
+
+def test_build_against_a_baseline_revision(tmp_path):
+    """--baseline-rev: the committed HEAD exported and built on the same mirror, alternating with the
+    checked-out code (issue 20's 1.05x and issue 22's 1.1x are measured so); --build-only skips the rest."""
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout: no revision to compare with")
+    figures_path = tmp_path / "figures.json"
+    command = [sys.executable, BENCH, "--quick", "--build-only", "--workloads", "coco", "--num-proc", "1", "--coco-images", "6",
+               "--okvqa-images", "3", "--baseline-rev", "HEAD", "--repeats", "2", "--baseline-max-ratio", "100",
+               "--work-dir", str(tmp_path / "work"), "--json", str(figures_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Build against revision HEAD" in result.stdout and "Streaming" not in result.stdout
+    [workload] = json.loads(figures_path.read_text())["workloads"]
+    assert workload["passthrough"] is None and workload["streaming"] == {}
+    [comparison] = workload["comparisons"]
+    assert comparison["commit"] == head.stdout.strip() and comparison["rev"] == "HEAD"
+    assert len(comparison["new"]) == len(comparison["baseline"]) == 2
+    rows = {build["rows"] for build in comparison["new"] + comparison["baseline"]}
+    assert len(rows) == 1 and rows.pop() > 0  # the same mirror, the same rows
+    assert measured(comparison["wall_ratio"]) and measured(comparison["cpu_ratio"])
+    targets = {target["target"]: target for target in json.loads(figures_path.read_text())["targets"]}
+    assert targets["build wall time / revision HEAD (num_proc 1)"]["limit"] == 100
+    assert not list((tmp_path / "work").glob("baseline-*"))  # the export goes with the builds (no --keep)
+
+    bad = subprocess.run([sys.executable, BENCH, "--quick", "--baseline-rev", "no-such-revision", "--work-dir", str(tmp_path / "bad")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: --baseline-rev 'no-such-revision': not a commit of the repository at {ROOT}"]

@@ -7,6 +7,7 @@ import sys
 from dataclasses import asdict
 from typing import Optional
 
+from benchmark.baseline import comparison_json, comparison_report, comparison_targets
 from benchmark.lengths import lengths_report, lengths_targets
 from benchmark.measure import Run, median, table
 from benchmark.near_duplicates import near_duplicates_report
@@ -23,12 +24,15 @@ def rss_target_mb(result) -> float:
     return RSS_BASE_MB + result.annotation_mb / 2
 
 
-def report(results: list, startup: Optional[Run], quick: bool, lengths: Optional[dict] = None) -> tuple[str, list[dict]]:
-    """The tables of the build and streaming workloads (`results`) and of the sequence-lengths part, then the targets."""
+def report(
+    results: list, startup: Optional[Run], quick: bool, lengths: Optional[dict] = None, baseline_max_ratio: Optional[float] = None
+) -> tuple[str, list[dict]]:
+    """The tables of the build and streaming workloads (`results`; with `--build-only`, of the builds and their
+    revision comparisons only) and of the sequence-lengths part, then the targets."""
     out = workload_tables(results, startup) if results else []
     if lengths:
         out.extend(lengths_report(lengths))
-    targets = evaluate_targets(results, lengths)
+    targets = evaluate_targets(results, lengths, baseline_max_ratio)
     out.append("\nTargets (issues 5, 13 and 21)" + (" -- QUICK RUN: sizes far too small for these to mean anything" if quick else ""))
     out.append(table(["target", "workload", "figure", "limit", "met"],
                      [[t["target"], t["workload"], t["figure"], t["limit"], "yes" if t["met"] else "NO"] for t in targets]))
@@ -70,6 +74,10 @@ def workload_tables(results: list, startup: Run) -> list[str]:
     out.append("  tree = all processes summed (sampled every 20 ms); max process = the largest single process (RSS: its")
     out.append("  VmHWM); anon = without file-backed pages: the export reads the memory-mapped Arrow cache, whose pages")
     out.append("  count in RSS while mapped (clean page cache that the kernel drops under pressure).")
+    for r in results:
+        out.extend(comparison_report(r.comparisons))
+    if all(r.passthrough is None for r in results):  # --build-only
+        return out
     out.append("\nBaselines, each in its own subprocess")
     rows = []
     for r in results:
@@ -115,13 +123,14 @@ def workload_tables(results: list, startup: Run) -> list[str]:
     return out
 
 
-def evaluate_targets(results: list, lengths: Optional[dict] = None) -> list[dict]:
+def evaluate_targets(results: list, lengths: Optional[dict] = None, baseline_max_ratio: Optional[float] = None) -> list[dict]:
     targets = []
 
     def add(target, workload, figure, limit, met):
         targets.append({"target": target, "workload": workload, "figure": round(figure, 3), "limit": round(limit, 3), "met": met})
 
     for r in results:
+        comparison_targets(r.comparisons, baseline_max_ratio, add)
         limit = rss_target_mb(r)
         for b in r.builds:
             add(f"build peak RSS per process, MB (num_proc {b.num_proc})", r.workload.name, b.run.peak_process_mb, limit,
@@ -130,6 +139,8 @@ def evaluate_targets(results: list, lengths: Optional[dict] = None) -> list[dict
             # the export reads through (clean page cache the kernel drops under pressure).
             add(f"  same, anonymous memory only (num_proc {b.num_proc})", r.workload.name, b.run.peak_process_anon_mb, limit,
                 b.run.peak_process_anon_mb <= limit)
+        if r.passthrough is None:  # --build-only: no pass-through or streams to hold the builds against
+            continue
         for b in r.builds:
             if b.num_proc == 1:
                 ratio = b.run.wall_s / r.passthrough.wall_s
@@ -167,12 +178,13 @@ def to_json(results: list, startup: Optional[Run], targets: list[dict], args, le
                 "annotation_mb": r.annotation_mb,
                 "rss_target_mb": rss_target_mb(r),
                 "builds": [build_dict(b) for b in r.builds],
-                "json_load": asdict(r.json_load),
-                "passthrough": asdict(r.passthrough),
+                "json_load": asdict(r.json_load) if r.json_load else None,
+                "passthrough": asdict(r.passthrough) if r.passthrough else None,
                 "streaming": {mode: asdict(run) for mode, run in r.streaming.items()},
                 "first_row_s": r.first_rows,
                 "streams": r.streams,
                 "near_duplicates": r.near_duplicates,
+                "comparisons": [comparison_json(c, build_dict) for c in r.comparisons],
             }
             for r in results
         ],
