@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from benchmark.measure import REPO_ROOT, median, table
+from benchmark.measure import REPO_ROOT, logger, median, table
 
 DONE_MARKER = ".exported"
 
@@ -85,6 +85,9 @@ def compare_builds(measure_build: Callable, revision: Revision, repeats: int, wo
         sides = [("new", new_script, comparison.new), ("baseline", base_script, comparison.baseline)]
         for tag, script, runs in sides if repeat % 2 == 0 else sides[::-1]:
             runs.append(measure_build(script, tag))
+    # Said at once: a long run that fails later still leaves this figure in its log.
+    logger.info("%s num_proc %d against %s: wall x%.3f, CPU x%.3f (medians of %d paired ratios)", workload, num_proc,
+                revision.rev, comparison.paired(wall), comparison.paired(cpu), repeats)
     return comparison
 
 
