@@ -169,7 +169,14 @@ def _column_nbytes(chunks: list, type_: pa.DataType, length: int) -> int:
         offset_width = 8 if pa.types.is_large_binary(type_) or pa.types.is_large_string(type_) else 4
         data = sum(pc.sum(pc.binary_length(chunk)).as_py() or 0 for chunk in chunks)
         return validity + (length + 1) * offset_width + data
-    # Lists and fixed-width columns: small next to the images, so concatenating them is cheap.
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        offset_width = 8 if pa.types.is_large_list(type_) else 4
+        values = [chunk.flatten() for chunk in chunks]  # flatten applies each chunk's slice offset
+        return validity + (length + 1) * offset_width + _column_nbytes(values, type_.value_type, sum(map(len, values)))
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_):
+        # Not the chunks' own nbytes: a slice keeps its chunk's bitmap, with or without a null in it.
+        return validity + length * type_.bit_width // 8
+    # Anything else (booleans, ...): small next to the images, so concatenating it is cheap.
     return pa.chunked_array(chunks, type=type_).combine_chunks().nbytes
 
 
