@@ -337,7 +337,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "scripts/benchmark/lengths.py); --workloads lengths runs just that")
     parser.add_argument("--regenerate", action="store_true", help="regenerate mirrors even if the work dir has them")
     parser.add_argument("--keep", action="store_true", help="keep the builds and passthrough output (mirrors are kept)")
-    parser.add_argument("--build-only", action="store_true", help="measure the builds only (no baselines, streaming or DataLoader)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="measure the builds only (no baselines, streaming, DataLoader or lengths part)")
     parser.add_argument("--baseline-rev", metavar="REV",
                         help="also build with this git revision's scripts/build.py on the same mirror, alternating (e.g. main)")
     parser.add_argument("--repeats", type=int, default=3, help="with --baseline-rev: builds per side (default 3)")
@@ -390,7 +391,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     startup = measure_startup() if builds else None
     results = [run_workload(workload, args, revision) for workload in builds]
-    lengths = measure_lengths(args.work_dir, args.quick) if "lengths" in names else None
+    lengths = measure_lengths(args.work_dir, args.quick) if "lengths" in names and not args.build_only else None
     text, targets = report(results, startup, args.quick, lengths, args.baseline_max_ratio)
     print(text)
     print(f"\nbenchmark finished in {time.perf_counter() - started:.1f} s")
