@@ -198,6 +198,21 @@ def test_build_script_flag_report_and_loading(mirror, filtered, tmp_path):
         assert streamed == loaded
 
 
+def test_a_coco_val2014_image_left_without_turns_stays_in_the_near_duplicate_audit(mirror, tmp_path):
+    """The audit compares the train images written with the validation images written and the COCO val2014
+    images the build reads (DESIGN.md): a val2014 image whose every turn min_answer_score drops was read."""
+    found = {}
+    for score in (0.0, 1.0):
+        builder = prepared(mirror, tmp_path / str(score), "full", sources=("vqav2",), min_answer_score=score)
+        found[score] = builder.near_duplicates_report()["comparisons"]["train_vs_validation"], builder.build_stats()["vqav2"]
+    (plain, plain_stats), (strict, strict_stats) = found[0.0], found[1.0]
+    assert strict_stats["validation"]["rows_written"] < plain_stats["validation"]["rows_written"]  # one image lost every turn
+    assert strict["other_images"] == plain["other_images"]
+    # a train image left without turns is not written, so not audited (one row per image here)
+    dropped_train = plain_stats["train"]["rows_written"] - strict_stats["train"]["rows_written"]
+    assert strict["train_images"] == plain["train_images"] - dropped_train
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "0.5", True, None])
 def test_min_answer_score_must_be_a_score(value):
     with pytest.raises(ValueError, match="min_answer_score must be a number from 0.0 to 1.0"):

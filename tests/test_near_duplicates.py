@@ -155,6 +155,17 @@ def test_near_duplicate_distance_skips_them_with_counts(skipping_repo, planted, 
     removed = report["near_duplicates"]["removed"]
     assert {(source, split): {reason: counts["items"] for reason, counts in reasons.items()}
             for source, splits in removed.items() for split, reasons in splits.items()} == expected  # fmt: skip
+    # A skipped VQAv2/OK-VQA image's questions leave the answer_counts histogram with it (written or low_agreement).
+    assert any("answer_counts" in counts for splits in removed.values() for reasons in splits.values() for counts in reasons.values())
+    for source in ("vqav2", "okvqa"):
+        for split, stats in report["sources"][source].items():
+            lost = {}
+            for counts in removed.get(source, {}).get(split, {}).values():
+                for count, questions in counts.get("answer_counts", {}).items():
+                    lost[count] = lost.get(count, 0) + questions
+            histogram = before[source][split]["answer_counts"]
+            assert stats["answer_counts"] == {count: n - lost.get(count, 0) for count, n in histogram.items()}
+            assert sum(stats["answer_counts"].values()) == stats["items_written"] + stats["skipped"].get("low_agreement", 0)
 
 
 def test_the_skipped_images_are_gone_from_the_shards_and_nothing_else(skipping_repo, planted, audited):

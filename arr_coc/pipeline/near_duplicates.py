@@ -72,7 +72,7 @@ def by_file(records) -> dict[str, HashedFile]:
     files: dict[str, HashedFile] = {}
     for record in records:
         entry = files.setdefault(record["file"], HashedFile(record["file"], record["phash"], record["image_id"]))
-        entry.uses.append({key: record[key] for key in ("source", "split", "items", "rows")})
+        entry.uses.append({key: record[key] for key in ("source", "split", "items", "rows", "answer_counts")})
     return files
 
 
@@ -174,7 +174,7 @@ def hash_n_images(archive: str, pin: Optional[dict] = None, progress: bool = Tru
                 continue
             image_id = N_IMAGE_MEMBER.match(name).group(1)
             result.records.append(dict(source="gqa", split=N_IMAGES_SPLIT, image_id=image_id, file=name,
-                                       phash=image.phash, items=0, rows=0))  # fmt: skip
+                                       phash=image.phash, items=0, rows=0, answer_counts={}))  # fmt: skip
         store.verify_unchanged()  # what was read, and counted unreadable, is of the pinned version
     finally:
         store.close()
@@ -247,6 +247,9 @@ def _skips(sides: list) -> tuple[dict, frozenset]:
                 counts["images"] += 1
                 counts["items"] += use["items"]
                 counts["rows"] += use["rows"]
+                for count, questions in use["answer_counts"].items():  # VQAv2, OK-VQA: the report's histogram loses them
+                    histogram = counts.setdefault("answer_counts", {})
+                    histogram[count] = histogram.get(count, 0) + questions
                 dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{files[index].image_id}")
     return skipped, frozenset(dropped)
 
@@ -276,6 +279,8 @@ def apply_skips(stats: dict, skipped: dict) -> dict:
             for reason, counts in reasons.items():
                 into["items_written"] -= counts["items"]
                 into["rows_written"] -= counts["rows"]
+                for count, questions in counts.get("answer_counts", {}).items():  # written questions leave the histogram
+                    into["answer_counts"][count] -= questions
                 into["skipped"][reason] = into["skipped"].get(reason, 0) + counts["items"]
             into["skipped"] = dict(sorted(into["skipped"].items()))
     return stats

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -203,20 +204,21 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
         qas, agreements = entry.qas, {}
         if spec.source in AGREEMENT_SOURCES:
             qas, agreements = _agreeing(entry.qas, options.min_answer_score, stats)
-            if not qas:
-                return  # every turn dropped: a row without turns is not written
             items = len(qas)
-        rows = vqa_rows(
-            spec.source,
-            spec.original_split,
-            entry.image_id,
-            image,
-            qas,
-            options.vqa_prompt_suffix,
-            options.turns_per_example,
-            _coco_id(spec, entry.image_id),
-            agreements,
-        )
+        if not qas:
+            rows = iter(())  # every turn dropped: no row (a COCO val2014 image read still goes to the audit below)
+        else:
+            rows = vqa_rows(
+                spec.source,
+                spec.original_split,
+                entry.image_id,
+                image,
+                qas,
+                options.vqa_prompt_suffix,
+                options.turns_per_example,
+                _coco_id(spec, entry.image_id),
+                agreements,
+            )
     stats.items_written += items
     written_items = written_rows = 0
     for row in rows:
@@ -225,9 +227,11 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
         written_items += len(row["metadata"]["qa"]) if spec.source != "coco" else int(written_rows == 1)
         yield row
     if written_rows or (spec.split == "validation" and spec.source in SHARED_IMAGES):
-        # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md).
+        # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md);
+        # with their questions' answer counts, which leave the report's histogram with the image if it is skipped.
         file = posixpath.join(spec.image_folder, image.file_name)
-        stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows])
+        answer_counts = _answer_counts(agreements[qa.question_id] for qa in qas) if spec.source in AGREEMENT_SOURCES else {}
+        stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows, answer_counts])
 
 
 def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> tuple[list[QA], dict[str, Agreement]]:
@@ -241,6 +245,11 @@ def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> tuple[list[
     stats.skip(LOW_AGREEMENT, len(qas) - len(kept))
     stats.answer_counts.update(agreement.count for agreement in agreements.values())
     return kept, agreements
+
+
+def _answer_counts(agreements) -> dict:
+    """{"answer_count": questions} of some questions, as the build report's histogram keys them."""
+    return {str(count): questions for count, questions in sorted(Counter(a.count for a in agreements).items())}
 
 
 def _coco_id(spec: ShardSpec, image_id: str) -> Optional[str]:

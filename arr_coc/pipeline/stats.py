@@ -103,14 +103,15 @@ def merge_images_skipped(stats_dir: str) -> dict:
 
 
 def merge_hashed(stats_dir: str) -> list[dict]:
-    """Every shard's hashed images: {source, split, image_id, file, phash, items, rows}, in shard order."""
+    """Every shard's hashed images: {source, split, image_id, file, phash, items, rows, answer_counts}, in shard order
+    (answer_counts: the written questions' {"answer_count": questions}, VQAv2 and OK-VQA only)."""
     hashed = []
     for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
         with open(path) as handle:
             shard = json.load(handle)
-        for image_id, file, phash, items, rows in shard.get("hashed", ()):
+        for image_id, file, phash, items, rows, answer_counts in shard.get("hashed", ()):
             hashed.append(dict(source=shard["source"], split=shard["split"], image_id=image_id, file=file,
-                               phash=phash, items=items, rows=rows))  # fmt: skip
+                               phash=phash, items=items, rows=rows, answer_counts=answer_counts))  # fmt: skip
     return hashed
 
 
