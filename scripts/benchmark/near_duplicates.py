@@ -41,7 +41,7 @@ def child_scan(train: str, others: str, n_images: str) -> dict:
         split = "train" if index < sizes[0] else "validation" if index < sizes[0] + sizes[1] else near_duplicates.N_IMAGES_SPLIT
         source = "gqa" if split != "validation" or index % 5 == 0 else "vqav2"
         records.append({"source": source, "split": split, "image_id": str(index), "file": f"images/{index}.jpg",
-                        "phash": text, "items": 1, "rows": 1})  # fmt: skip
+                        "phash": text, "items": 1, "rows": 1, "answer_counts": {}})  # fmt: skip
     written = [record for record in records if record["split"] != near_duplicates.N_IMAGES_SPLIT]
     n_records = near_duplicates.NImages(records=[r for r in records if r["split"] == near_duplicates.N_IMAGES_SPLIT])
     started = time.perf_counter()
