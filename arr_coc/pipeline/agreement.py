@@ -22,7 +22,7 @@ Cherokee and Georgian capitals, U+180E as a space) follow Python 3's; the source
 import functools
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 # processPunctuation's characters (the 2015 beta's list differed): not "'", ":" or "." (the period has
 # a rule of its own), and "," only as punctuation (the digit-comma rule below decides how it goes).
@@ -86,7 +86,7 @@ LOW_AGREEMENT = "low_agreement"
 
 # A training target and its references repeat across questions (VQAv2 has a few thousand distinct
 # answers): normalise each distinct string once per process.
-_NORMALISED_CACHE_SIZE = 1 << 16
+_CACHE_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +97,30 @@ class Agreement:
 
 def answer_agreement(target: str, references: Sequence[str]) -> Agreement:
     """How many of `references` agree with `target`, and the official accuracy that gives it."""
+    cleaned, normalised_references = _reference_forms(tuple(references))  # the readers' answers are tuples already
+    target = _cleaned(target)
+    if normalised_references is None:  # identical references: neither they nor the target are normalised
+        count = cleaned.count(target)
+    else:
+        count = normalised_references.count(_normalised_cleaned(target))
+    return _agreement(count, len(cleaned))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _reference_forms(references: tuple[str, ...]) -> tuple[tuple[str, ...], Optional[tuple[str, ...]]]:
+    """(the references cleaned, normalised or None when the cleaned ones are all identical). Cached by the
+    tuple: the readers give equal answer lists one tuple, and ten "yes" or "no" come again and again."""
     if not references:
         raise ValueError("the VQA accuracy needs at least one reference answer")
-    target = _cleaned(target)
-    cleaned = [_cleaned(reference) for reference in references]
-    if len(set(cleaned)) > 1:  # identical references: neither they nor the target are normalised
-        target = normalised(target)
-        cleaned = [normalised(reference) for reference in cleaned]
-    count = cleaned.count(target)
-    return Agreement(count, accuracy(count, len(cleaned)))
+    cleaned = tuple(map(_cleaned, references))
+    if len(set(cleaned)) == 1:
+        return cleaned, None
+    return cleaned, tuple(map(_normalised_cleaned, cleaned))
+
+
+@functools.lru_cache(maxsize=None)  # one per (count, references): a few dozen
+def _agreement(count: int, references: int) -> Agreement:
+    return Agreement(count, accuracy(count, references))
 
 
 def accuracy(count: int, references: int = REFERENCE_ANSWERS) -> float:
@@ -122,14 +137,20 @@ def accuracy(count: int, references: int = REFERENCE_ANSWERS) -> float:
     return thirds / (3 * references)
 
 
-@functools.lru_cache(maxsize=_NORMALISED_CACHE_SIZE)
 def normalised(answer: str) -> str:
     """`processDigitArticle(processPunctuation(answer))` of the official code."""
     return _digits_and_articles(_punctuation(answer))
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _cleaned(answer: str) -> str:
+    """Newlines and tabs as spaces, the ends stripped: what evaluate compares, normalised or not."""
     return answer.replace("\n", " ").replace("\t", " ").strip()
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _normalised_cleaned(cleaned: str) -> str:
+    return normalised(cleaned)
 
 
 def _punctuation(text: str) -> str:
