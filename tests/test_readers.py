@@ -1,5 +1,6 @@
 """Each source reader against fixtures copied from the real records in reference/source-formats.md."""
 
+import dataclasses
 import io
 import json
 import os
@@ -7,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from arr_coc.pipeline.agreement import Agreement
 from arr_coc.pipeline.collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from arr_coc.pipeline.conversations import caption_rows, question_order, vqa_rows
 from arr_coc.pipeline.images import CheckedImage
@@ -278,15 +278,17 @@ def test_vqa_join_questions_out_of_order_and_missing_annotation():
     entry = entries["263006"]
     assert entry.unanswered == ["263006002"]
     image = CheckedImage(b"x", "COCO_train2014_000000263006.jpg", 640, 480, "0123456789abcdef")
-    agreements = {"263006001": Agreement(3, 0.9)}  # by question id; a question without one gets nulls
-    [row] = vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "\nSUFFIX", None, "263006", agreements)
+    # each joined QA carries its answer agreement: ten identical answers, the target among them
+    assert {(qa.answer_count, qa.answer_score) for qa in entry.qas} == {(10, 1.0)}
+    qas = [dataclasses.replace(qa, answer_count=3, answer_score=0.9) if qa.question_id == "263006001" else qa for qa in entry.qas]
+    [row] = vqa_rows("vqav2", "train2014", "263006", image, qas, "\nSUFFIX", None, "263006")
     assert [qa["question_id"] for qa in row["metadata"]["qa"]] == ["263006000", "263006001", "263006010"]
     stored = float(np.float32(0.9))  # the float32 column's value, given as such to streamed rows too
-    assert [(qa["answer_count"], qa["answer_score"]) for qa in row["metadata"]["qa"]] == [(None, None), (3, stored), (None, None)]
+    assert [(qa["answer_count"], qa["answer_score"]) for qa in row["metadata"]["qa"]] == [(10, 1.0), (3, stored), (10, 1.0)]
     assert [turn["role"] for turn in row["conversations"]] == ["user", "assistant"] * 3
     assert row["conversations"][0]["content"] == "How many people are pictured?\nSUFFIX"
     assert [turn["content"] for turn in row["conversations"][1::2]] == ["2", "blue", "yes"]
-    chunks = list(vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "", 2, "263006", {}))
+    chunks = list(vqa_rows("vqav2", "train2014", "263006", image, entry.qas, "", 2, "263006"))
     assert [r["id"] for r in chunks] == ["vqav2/train2014/263006/0", "vqav2/train2014/263006/1"]
     assert [len(r["conversations"]) for r in chunks] == [4, 2]
 

@@ -9,6 +9,7 @@ from typing import Iterable
 
 from ..process.errors import SourceFormatError
 from ..readers.records import QA, Annotation, Caption, ImageItems, Question
+from .agreement import answer_agreement
 from .selection import ImageSelector
 
 
@@ -51,6 +52,7 @@ def collect_vqa(
         text = entry.questions.pop(annotation.question_id, None)
         if text is None:
             continue  # a repeated annotation: its reader fails, naming both, at the end of the file
+        agreement = answer_agreement(annotation.answer, annotation.answers)
         entry.qas.append(
             QA(
                 question_id=annotation.question_id,
@@ -59,6 +61,8 @@ def collect_vqa(
                 answers=annotation.answers,
                 question_type=annotation.question_type,
                 answer_type=annotation.answer_type,
+                answer_count=agreement.count,
+                answer_score=agreement.score,
             )
         )
     for entry in selector.entries():

@@ -7,13 +7,12 @@ rows pick an instruction and a caption deterministically from (seed, image id).
 
 import functools
 import random
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from ..readers.records import QA, Caption
 from ..schema import ANSWER_TYPES, row_id
-from .agreement import Agreement
 from .images import CheckedImage
 
 CAPTION_INSTRUCTIONS = (
@@ -47,10 +46,8 @@ def vqa_rows(
     suffix: str,
     turns_per_example: Optional[int],
     coco_id: Optional[str],
-    agreements: Mapping[str, Agreement],
 ) -> Iterator[dict]:
-    """`coco_id`: the COCO 2014 id of the photo (image_id for COCO-based sources; GQA: from Visual Genome).
-    `agreements`: each question's answer agreement by question id (none for GQA)."""
+    """`coco_id`: the COCO 2014 id of the photo (image_id for COCO-based sources; GQA: from Visual Genome)."""
     ordered = sorted(qas, key=lambda qa: question_order(qa.question_id))
     size = turns_per_example or len(ordered)
     for chunk, start in enumerate(range(0, len(ordered), size)):
@@ -59,22 +56,20 @@ def vqa_rows(
         for qa in part:
             conversations.append({"role": "user", "content": qa.question + suffix})
             conversations.append({"role": "assistant", "content": qa.answer})
-        qa_metadata = []
-        for qa in part:
-            agreement = agreements.get(qa.question_id)
-            qa_metadata.append(
-                {
-                    "question_id": qa.question_id,
-                    "question_type": qa.question_type,
-                    # The ClassLabel index rather than its name: datasets then finds the first element of
-                    # the list already encoded and keeps the list as it is, instead of re-encoding every
-                    # element (about half of its per-row encoding time for a GQA image's 13 questions).
-                    "answer_type": ANSWER_TYPE_INDEX[qa.answer_type],
-                    "answers": list(qa.answers),
-                    "answer_count": None if agreement is None else agreement.count,
-                    "answer_score": None if agreement is None else _stored_score(agreement.score),
-                }
-            )
+        qa_metadata = [
+            {
+                "question_id": qa.question_id,
+                "question_type": qa.question_type,
+                # The ClassLabel index rather than its name: datasets then finds the first element of
+                # the list already encoded and keeps the list as it is, instead of re-encoding every
+                # element (about half of its per-row encoding time for a GQA image's 13 questions).
+                "answer_type": ANSWER_TYPE_INDEX[qa.answer_type],
+                "answers": list(qa.answers),
+                "answer_count": qa.answer_count,
+                "answer_score": None if qa.answer_score is None else _stored_score(qa.answer_score),
+            }
+            for qa in part
+        ]
         yield _row(source, "vqa", original_split, image_id, coco_id, chunk, image, conversations, qa_metadata, [])
 
 

@@ -21,7 +21,7 @@ from ..process.errors import SourceFormatError
 from ..readers import coco, gqa, okvqa, vqav2
 from ..readers.records import QA
 from ..readers.sources import coco_file_name, gqa_file_name
-from .agreement import AGREEMENT_SOURCES, LOW_AGREEMENT, Agreement, answer_agreement
+from .agreement import AGREEMENT_SOURCES, LOW_AGREEMENT
 from .collect import collect_coco, collect_gqa, collect_vqa, new_image_items
 from .conversations import caption_rows, vqa_rows
 from .decontamination import GqaPhotos
@@ -201,9 +201,9 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
             spec.original_split, entry.image_id, image, entry.captions, options.captions_per_image, options.seed
         )
     else:
-        qas, agreements = entry.qas, {}
+        qas = entry.qas
         if spec.source in AGREEMENT_SOURCES:
-            qas, agreements = _agreeing(entry.qas, options.min_answer_score, stats)
+            qas = _agreeing(entry.qas, options.min_answer_score, stats)
             items = len(qas)
         if not qas:
             rows = iter(())  # every turn dropped: no row (a COCO val2014 image read still goes to the audit below)
@@ -217,7 +217,6 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
                 options.vqa_prompt_suffix,
                 options.turns_per_example,
                 _coco_id(spec, entry.image_id),
-                agreements,
             )
     stats.items_written += items
     written_items = written_rows = 0
@@ -230,26 +229,25 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
         # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md);
         # with their questions' answer counts, which leave the report's histogram with the image if it is skipped.
         file = posixpath.join(spec.image_folder, image.file_name)
-        answer_counts = _answer_counts(agreements[qa.question_id] for qa in qas) if spec.source in AGREEMENT_SOURCES else {}
+        answer_counts = _answer_counts(qas) if spec.source in AGREEMENT_SOURCES else {}
         stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows, answer_counts])
 
 
-def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> tuple[list[QA], dict[str, Agreement]]:
-    """The questions whose answer scores at least `min_score`, and every question's agreement.
+def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> list[QA]:
+    """The questions whose answer scores at least `min_score` (each QA carries its agreement: collect.py).
 
     The others are skipped as `low_agreement` before the turns are cut into rows; all of them count in
     the answer_counts histogram. After the image checks, so that the histogram holds exactly the
     written and `low_agreement` questions."""
-    agreements = {qa.question_id: answer_agreement(qa.answer, qa.answers) for qa in qas}
-    kept = [qa for qa in qas if agreements[qa.question_id].score >= min_score]
+    kept = [qa for qa in qas if qa.answer_score >= min_score]
     stats.skip(LOW_AGREEMENT, len(qas) - len(kept))
-    stats.answer_counts.update(agreement.count for agreement in agreements.values())
-    return kept, agreements
+    stats.answer_counts.update(qa.answer_count for qa in qas)
+    return kept
 
 
-def _answer_counts(agreements) -> dict:
+def _answer_counts(qas: list[QA]) -> dict:
     """{"answer_count": questions} of some questions, as the build report's histogram keys them."""
-    return {str(count): questions for count, questions in sorted(Counter(a.count for a in agreements).items())}
+    return {str(count): questions for count, questions in sorted(Counter(qa.answer_count for qa in qas).items())}
 
 
 def _coco_id(spec: ShardSpec, image_id: str) -> Optional[str]:

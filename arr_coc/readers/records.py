@@ -35,6 +35,10 @@ class QA:
     answers: tuple[str, ...]
     question_type: str
     answer_type: str
+    # VQAv2/OK-VQA: how many of `answers` agree with `answer` and its official VQA accuracy
+    # (arr_coc/pipeline/agreement.py); None for GQA's single reference answer.
+    answer_count: Optional[int] = None
+    answer_score: Optional[float] = None
 
 
 @dataclass(slots=True, frozen=True)
