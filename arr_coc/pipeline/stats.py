@@ -26,8 +26,8 @@ class ShardStats:
     skipped: Counter = field(default_factory=Counter)
     images_skipped: Counter = field(default_factory=Counter)  # whole images skipped, by reason (leakage control)
     images_unchecked: int = 0  # selected images leakage control has no id map for (GQA's `n...` images)
-    # [image_id, file, phash, items, rows] of each image written (and of each COCO val2014 image read
-    # but left without a row): what the near-duplicate audit compares (arr_coc/pipeline/near_duplicates.py).
+    # [image_id, file, phash, items, rows, answer_counts] of each image written (and of each COCO val2014
+    # image read but left without a row): what the near-duplicate audit compares (near_duplicates.py).
     hashed: list = field(default_factory=list)
     answer_counts: Counter = field(default_factory=Counter)  # VQAv2/OK-VQA questions by answer_count (written or low_agreement)
 
