@@ -69,6 +69,20 @@ def test_a_file_is_never_its_own_pair_and_the_list_keeps_the_closest_1000(monkey
     assert not result.left_skip.any() and result.counts.sum() == 9  # every pair counted, the 3 self pairs not
 
 
+def test_a_gqa_n_image_among_the_validation_images_is_an_evaluation_photo():
+    """DESIGN: in a pair of a train image and an `n...` image, the train image goes (eval_near_duplicate), also when
+    that `n...` photo is one of the validation images written (and so compared there, not in the n... part)."""
+    def hashed(split, image_id, phash):
+        return dict(source="gqa", split=split, image_id=image_id, file=f"images/{image_id}.jpg", phash=phash, items=2,
+                    rows=1, answer_counts={})  # fmt: skip
+    written = [hashed("train", "1", "00000000000000ff"), hashed("validation", "n5", "00000000000000fe"),
+               hashed("validation", "7", "f0f0f0f0f0f0f0f0")]  # fmt: skip
+    n_images = near_duplicates.NImages(listed=1, records=[dict(written[1], split=near_duplicates.N_IMAGES_SPLIT)])
+    result = near_duplicates.audit(written, n_images, DISTANCE, progress=False)
+    assert result.skipped == {"gqa": {"train": {EVAL_REASON: {"images": 1, "items": 2, "rows": 1}}}}
+    assert result.dropped_rows == {"gqa/train_balanced/1"}
+
+
 # -- a mirror with planted re-hosted copies ----------------------------------------------------------------
 
 

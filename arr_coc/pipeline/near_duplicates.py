@@ -58,9 +58,10 @@ class HashedFile:
 
     @property
     def evaluation(self) -> bool:
-        """A COCO val2014 photo or a GQA `n...` photo: the photos evaluation sets are made of."""
-        return any(use["split"] == N_IMAGES_SPLIT or (use["split"] == "validation" and use["source"] in COCO_FAMILY)
-                   for use in self.uses)  # fmt: skip
+        """A COCO val2014 photo or a GQA `n...` photo: the photos evaluation sets are made of. An `n...` member is one
+        by its name, also where a GQA split uses it (it is then compared with the validation images, once)."""
+        return N_IMAGE_MEMBER.match(self.file) is not None or any(
+            use["split"] == "validation" and use["source"] in COCO_FAMILY for use in self.uses)  # fmt: skip
 
     def describe(self) -> dict:
         splits = sorted({use["split"] for use in self.uses})
