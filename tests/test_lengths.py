@@ -277,6 +277,21 @@ def test_pixel_bounds_set_as_attributes_are_followed(bounds, tokenizer, card):
     assert card["with_lengths"](rows, processor)["length"][:] == expected
 
 
+def test_lengths_computed_again_replace_the_column(tokenizer, card):
+    """"Change the bounds and the lengths change: compute them again" (the doc): on a dataset that has `length`
+    already, map-style or streamed, the new column replaces the old one."""
+    rows = made_rows(made_images())
+    processor = tiny_processor(tokenizer)
+    processor.image_processor.size = dict(QWEN3_VL_SIZE)
+    once, streamed = card["with_lengths"](rows, processor), card["with_lengths"](rows.to_iterable_dataset(), processor)
+    card["cap_pixels"](processor, 8 * 32 * 32)
+    expected, _ = through_processor(processor, card, list(rows))
+    assert once["length"][:] != expected
+    again = card["with_lengths"](once, processor)
+    assert again.column_names == once.column_names and again["length"][:] == expected
+    assert [row["length"] for row in card["with_lengths"](streamed, processor)] == expected
+
+
 def test_real_coco_jpegs(processors, card):
     paths = sorted(glob.glob(os.path.join(REAL_COCO, "*2014", "*.jpg")))
     if not paths:
