@@ -325,3 +325,18 @@ def test_the_snippet_removes_the_rows_near_an_evaluation_set_map_style_and_strea
     assert without(train, eval_bytes + eval_hashes[2:], DISTANCE)["id"] == wanted
     streamed = audited.as_streaming_dataset(split="train")
     assert [row["id"] for row in without(streamed, eval_hashes, DISTANCE)] == wanted
+
+
+def test_the_snippet_takes_hashes_as_imagehash_writes_them_and_refuses_others():
+    """16 hex digits in either case, or imagehash's own ImageHash of hash_size 8; an empty set removes nothing. A hash
+    of another size would compare as a 64-bit one and match nothing (or overflow): one clear error instead."""
+    import imagehash
+
+    without = run_readme_snippets("phash", "near_duplicate_filter")["without_near_duplicates"]
+    rows = datasets.Dataset.from_dict({"id": ["a", "b"], "metadata": [{"phash": "00000000000000ff"}, {"phash": "ffffffffffffff00"}]})
+    assert without(rows, [])["id"] == ["a", "b"]
+    assert without(rows, ["00000000000000FF"])["id"] == without(rows, [imagehash.hex_to_hash("00000000000000ff")])["id"] == ["b"]
+    for wrong in ("ff", "0" * 64, "00000000000000fg", imagehash.phash(Image.new("L", (64, 64)), hash_size=4)):
+        with pytest.raises(ValueError, match="a pHash is 16 hex digits"):
+            without(rows, [wrong])
+
