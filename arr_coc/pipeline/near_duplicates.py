@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..readers.sources import ORIGINAL_SPLITS
+from ..schema import image_key
 from .images import CheckedImage, ImageStore
 from .phash import hashes_to_uint64
 
@@ -186,7 +187,7 @@ def hash_n_images(archive: str, pin: Optional[dict] = None, progress: bool = Tru
 class Audit:
     report: dict  # the build report's "near_duplicates"
     skipped: dict  # {source: {split: {reason: {"images", "items", "rows"}}}}
-    dropped_rows: frozenset  # row-id prefixes "source/original_split/image_id" of the skipped images
+    dropped_rows: frozenset  # schema.image_key of the skipped images: the ids of their rows less the chunk
 
 
 def audit(written: list, n_images: NImages, distance: Optional[int], progress: bool = True) -> Audit:
@@ -251,7 +252,7 @@ def _skips(sides: list) -> tuple[dict, frozenset]:
                 for count, questions in use["answer_counts"].items():  # VQAv2, OK-VQA: the report's histogram loses them
                     histogram = counts.setdefault("answer_counts", {})
                     histogram[count] = histogram.get(count, 0) + questions
-                dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{files[index].image_id}")
+                dropped.add(image_key(use["source"], ORIGINAL_SPLITS[use["source"]][split], files[index].image_id))
     return skipped, frozenset(dropped)
 
 
