@@ -69,6 +69,15 @@ def test_a_file_is_never_its_own_pair_and_the_list_keeps_the_closest_1000(monkey
     assert not result.left_skip.any() and result.counts.sum() == 9  # every pair counted, the 3 self pairs not
 
 
+def test_a_file_is_not_its_own_pair_at_distance_64_either():
+    """64 bits is the largest distance there is and near_duplicate_distance may be 64: a file's pair with itself must
+    still not count (it did, marked 64 bits apart), whichever side it would skip."""
+    same = np.array([5], dtype=np.uint64)
+    for evaluation in (True, False):
+        result = scan(same, same, np.array([evaluation]), np.zeros(1, dtype=np.int64), 64, (np.array([0]), np.array([0])))
+        assert not result.left_skip.any() and not result.right_skip.any() and result.counts.sum() == 0
+
+
 def test_a_gqa_n_image_among_the_validation_images_is_an_evaluation_photo():
     """DESIGN: in a pair of a train image and an `n...` image, the train image goes (eval_near_duplicate), also when
     that `n...` photo is one of the validation images written (and so compared there, not in the n... part)."""

@@ -46,6 +46,7 @@ N_IMAGES_COMPARISON = "train_vs_gqa_n_images"
 # One tile of the distance matrix: 32 train images x 8,192 others (2 MB of uint64 XOR, then uint8 counts).
 BLOCK_ROWS = 32
 BLOCK_ELEMENTS = 1 << 18
+NEVER_NEAR = 65  # a tile's distance for a file paired with itself
 
 
 @dataclass
@@ -138,7 +139,8 @@ def _near_in_tile(block, top, right, first, xor, bits, threshold, self_left, sel
     np.bitwise_count(xor_tile, out=dist)
     if len(self_left):
         mine = (self_left >= top) & (self_left < top + len(block)) & (self_right >= first) & (self_right < first + len(tile))
-        dist[self_left[mine] - top, self_right[mine] - first] = 64  # a file is never its own near duplicate
+        # A file is never its own near duplicate: farther than any two hashes can be (64 bits), even at distance 64.
+        dist[self_left[mine] - top, self_right[mine] - first] = NEVER_NEAR
     if dist.min() > threshold:
         return None
     near_left, near_right = np.nonzero(dist <= threshold)
