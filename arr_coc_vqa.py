@@ -258,7 +258,7 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         if not dropped:
             return dataset
         return dataset.filter(
-            lambda ids: [row_id.rsplit("/", 1)[0] not in dropped for row_id in ids],
+            lambda ids: [schema.image_key_of(row_id) not in dropped for row_id in ids],
             input_columns="id", batched=True, desc="Skipping near duplicates",
         )  # fmt: skip
 

@@ -45,4 +45,13 @@ FEATURES = datasets.Features(
 
 
 def row_id(source: str, original_split: str, image_id: str, chunk: int) -> str:
-    return f"{source}/{original_split}/{image_id}/{chunk}"
+    return f"{image_key(source, original_split, image_id)}/{chunk}"
+
+
+def image_key(source: str, original_split: str, image_id: str) -> str:
+    """What the ids of one image's rows share: the row id less its chunk."""
+    return f"{source}/{original_split}/{image_id}"
+
+
+def image_key_of(row_id: str) -> str:
+    return row_id.rsplit("/", 1)[0]

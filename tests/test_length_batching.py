@@ -153,6 +153,15 @@ def test_length_batches_epochs_and_ranks(card, train):
     assert len(rows) == len(set(rows)) > len(lengths) - 3 * 2  # disjoint; at most the uneven batches left out
 
 
+def test_length_batches_refuse_more_ranks_than_batches(card):
+    """Each rank takes len(batches) // world_size batches: with fewer batches than ranks every rank would get none,
+    and the training would end at once without a word."""
+    make = card["LengthGroupedBatches"]
+    with pytest.raises(ValueError, match="9 rows make 5 batches of 2, fewer than the 8 ranks"):
+        make([10] * 9, batch_size=2, rank=0, world_size=8)
+    assert [len(make([10] * 9, batch_size=2, rank=rank, world_size=5)) for rank in range(5)] == [1] * 5
+
+
 def test_packs_hold_every_row_once_within_the_budget(card, train):
     lengths = train["length"][:]
     budget = 2 * max(lengths) + 1

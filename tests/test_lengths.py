@@ -260,6 +260,38 @@ def test_grayscale_cmyk_rotated_and_png_images_made_here(processors, card):
     check_made_rows(rows, processors, card)
 
 
+@pytest.mark.filterwarnings("ignore:Passing `min_pixels` and `max_pixels`:FutureWarning")
+@pytest.mark.parametrize("bounds", [dict(max_pixels=16 * 32 * 32), dict(min_pixels=600 * 32 * 32),
+                                    dict(min_pixels=4 * 32 * 32, max_pixels=8 * 32 * 32)])  # fmt: skip
+def test_pixel_bounds_set_as_attributes_are_followed(bounds, tokenizer, card):
+    """`processor.image_processor.max_pixels = N` (how Qwen's fine-tuning code and many scripts set the bounds): the
+    image processor resizes by such an attribute rather than by `size`, so the lengths must follow it too."""
+    rows = made_rows(made_images())
+    processor = tiny_processor(tokenizer)
+    processor.image_processor.size = dict(QWEN3_VL_SIZE)
+    unbounded, _ = through_processor(processor, card, list(rows))
+    for name, value in bounds.items():
+        setattr(processor.image_processor, name, value)
+    expected, _ = through_processor(processor, card, list(rows))
+    assert expected != unbounded  # the processor did resize by the attributes
+    assert card["with_lengths"](rows, processor)["length"][:] == expected
+
+
+def test_lengths_computed_again_replace_the_column(tokenizer, card):
+    """"Change the bounds and the lengths change: compute them again" (the doc): on a dataset that has `length`
+    already, map-style or streamed, the new column replaces the old one."""
+    rows = made_rows(made_images())
+    processor = tiny_processor(tokenizer)
+    processor.image_processor.size = dict(QWEN3_VL_SIZE)
+    once, streamed = card["with_lengths"](rows, processor), card["with_lengths"](rows.to_iterable_dataset(), processor)
+    card["cap_pixels"](processor, 8 * 32 * 32)
+    expected, _ = through_processor(processor, card, list(rows))
+    assert once["length"][:] != expected
+    again = card["with_lengths"](once, processor)
+    assert again.column_names == once.column_names and again["length"][:] == expected
+    assert [row["length"] for row in card["with_lengths"](streamed, processor)] == expected
+
+
 def test_real_coco_jpegs(processors, card):
     paths = sorted(glob.glob(os.path.join(REAL_COCO, "*2014", "*.jpg")))
     if not paths:

@@ -69,6 +69,29 @@ def test_a_file_is_never_its_own_pair_and_the_list_keeps_the_closest_1000(monkey
     assert not result.left_skip.any() and result.counts.sum() == 9  # every pair counted, the 3 self pairs not
 
 
+def test_a_file_is_not_its_own_pair_at_distance_64_either():
+    """64 bits is the largest distance there is and near_duplicate_distance may be 64: a file's pair with itself must
+    still not count (it did, marked 64 bits apart), whichever side it would skip."""
+    same = np.array([5], dtype=np.uint64)
+    for evaluation in (True, False):
+        result = scan(same, same, np.array([evaluation]), np.zeros(1, dtype=np.int64), 64, (np.array([0]), np.array([0])))
+        assert not result.left_skip.any() and not result.right_skip.any() and result.counts.sum() == 0
+
+
+def test_a_gqa_n_image_among_the_validation_images_is_an_evaluation_photo():
+    """DESIGN: in a pair of a train image and an `n...` image, the train image goes (eval_near_duplicate), also when
+    that `n...` photo is one of the validation images written (and so compared there, not in the n... part)."""
+    def hashed(split, image_id, phash):
+        return dict(source="gqa", split=split, image_id=image_id, file=f"images/{image_id}.jpg", phash=phash, items=2,
+                    rows=1, answer_counts={})  # fmt: skip
+    written = [hashed("train", "1", "00000000000000ff"), hashed("validation", "n5", "00000000000000fe"),
+               hashed("validation", "7", "f0f0f0f0f0f0f0f0")]  # fmt: skip
+    n_images = near_duplicates.NImages(listed=1, records=[dict(written[1], split=near_duplicates.N_IMAGES_SPLIT)])
+    result = near_duplicates.audit(written, n_images, DISTANCE, progress=False)
+    assert result.skipped == {"gqa": {"train": {EVAL_REASON: {"images": 1, "items": 2, "rows": 1}}}}
+    assert result.dropped_rows == {"gqa/train_balanced/1"}
+
+
 # -- a mirror with planted re-hosted copies ----------------------------------------------------------------
 
 
@@ -311,3 +334,18 @@ def test_the_snippet_removes_the_rows_near_an_evaluation_set_map_style_and_strea
     assert without(train, eval_bytes + eval_hashes[2:], DISTANCE)["id"] == wanted
     streamed = audited.as_streaming_dataset(split="train")
     assert [row["id"] for row in without(streamed, eval_hashes, DISTANCE)] == wanted
+
+
+def test_the_snippet_takes_hashes_as_imagehash_writes_them_and_refuses_others():
+    """16 hex digits in either case, or imagehash's own ImageHash of hash_size 8; an empty set removes nothing. A hash
+    of another size would compare as a 64-bit one and match nothing (or overflow): one clear error instead."""
+    import imagehash
+
+    without = run_readme_snippets("phash", "near_duplicate_filter")["without_near_duplicates"]
+    rows = datasets.Dataset.from_dict({"id": ["a", "b"], "metadata": [{"phash": "00000000000000ff"}, {"phash": "ffffffffffffff00"}]})
+    assert without(rows, [])["id"] == ["a", "b"]
+    assert without(rows, ["00000000000000FF"])["id"] == without(rows, [imagehash.hex_to_hash("00000000000000ff")])["id"] == ["b"]
+    for wrong in ("ff", "0" * 64, "00000000000000fg", imagehash.phash(Image.new("L", (64, 64)), hash_size=4)):
+        with pytest.raises(ValueError, match="a pHash is 16 hex digits"):
+            without(rows, [wrong])
+

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..readers.sources import ORIGINAL_SPLITS
+from ..schema import image_key
 from .images import CheckedImage, ImageStore
 from .phash import hashes_to_uint64
 
@@ -45,6 +46,7 @@ N_IMAGES_COMPARISON = "train_vs_gqa_n_images"
 # One tile of the distance matrix: 32 train images x 8,192 others (2 MB of uint64 XOR, then uint8 counts).
 BLOCK_ROWS = 32
 BLOCK_ELEMENTS = 1 << 18
+NEVER_NEAR = 65  # a tile's distance for a file paired with itself
 
 
 @dataclass
@@ -58,9 +60,10 @@ class HashedFile:
 
     @property
     def evaluation(self) -> bool:
-        """A COCO val2014 photo or a GQA `n...` photo: the photos evaluation sets are made of."""
-        return any(use["split"] == N_IMAGES_SPLIT or (use["split"] == "validation" and use["source"] in COCO_FAMILY)
-                   for use in self.uses)  # fmt: skip
+        """A COCO val2014 photo or a GQA `n...` photo: the photos evaluation sets are made of. An `n...` member is one
+        by its name, also where a GQA split uses it (it is then compared with the validation images, once)."""
+        return N_IMAGE_MEMBER.match(self.file) is not None or any(
+            use["split"] == "validation" and use["source"] in COCO_FAMILY for use in self.uses)  # fmt: skip
 
     def describe(self) -> dict:
         splits = sorted({use["split"] for use in self.uses})
@@ -136,7 +139,8 @@ def _near_in_tile(block, top, right, first, xor, bits, threshold, self_left, sel
     np.bitwise_count(xor_tile, out=dist)
     if len(self_left):
         mine = (self_left >= top) & (self_left < top + len(block)) & (self_right >= first) & (self_right < first + len(tile))
-        dist[self_left[mine] - top, self_right[mine] - first] = 64  # a file is never its own near duplicate
+        # A file is never its own near duplicate: farther than any two hashes can be (64 bits), even at distance 64.
+        dist[self_left[mine] - top, self_right[mine] - first] = NEVER_NEAR
     if dist.min() > threshold:
         return None
     near_left, near_right = np.nonzero(dist <= threshold)
@@ -185,7 +189,7 @@ def hash_n_images(archive: str, pin: Optional[dict] = None, progress: bool = Tru
 class Audit:
     report: dict  # the build report's "near_duplicates"
     skipped: dict  # {source: {split: {reason: {"images", "items", "rows"}}}}
-    dropped_rows: frozenset  # row-id prefixes "source/original_split/image_id" of the skipped images
+    dropped_rows: frozenset  # schema.image_key of the skipped images: the ids of their rows less the chunk
 
 
 def audit(written: list, n_images: NImages, distance: Optional[int], progress: bool = True) -> Audit:
@@ -250,7 +254,7 @@ def _skips(sides: list) -> tuple[dict, frozenset]:
                 for count, questions in use["answer_counts"].items():  # VQAv2, OK-VQA: the report's histogram loses them
                     histogram = counts.setdefault("answer_counts", {})
                     histogram[count] = histogram.get(count, 0) + questions
-                dropped.add(f"{use['source']}/{ORIGINAL_SPLITS[use['source']][split]}/{files[index].image_id}")
+                dropped.add(image_key(use["source"], ORIGINAL_SPLITS[use["source"]][split], files[index].image_id))
     return skipped, frozenset(dropped)
 
 

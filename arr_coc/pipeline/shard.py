@@ -219,18 +219,18 @@ def _image_rows(spec: ShardSpec, options: RowOptions, entry, store: ImageStore, 
                 _coco_id(spec, entry.image_id),
             )
     stats.items_written += items
-    written_items = written_rows = 0
+    written_rows = 0
     for row in rows:
         stats.rows_written += 1
         written_rows += 1
-        written_items += len(row["metadata"]["qa"]) if spec.source != "coco" else int(written_rows == 1)
         yield row
     if written_rows or (spec.split == "validation" and spec.source in SHARED_IMAGES):
-        # For the near-duplicate audit: the images written, and the COCO val2014 images read (DESIGN.md);
-        # with their questions' answer counts, which leave the report's histogram with the image if it is skipped.
+        # For the near-duplicate audit: the images written (all `items` of them reach its rows), and the COCO
+        # val2014 images read (DESIGN.md); with their questions' answer counts, which leave the report's
+        # histogram with the image if it is skipped.
         file = posixpath.join(spec.image_folder, image.file_name)
         answer_counts = _answer_counts(qas) if spec.source in AGREEMENT_SOURCES else {}
-        stats.hashed.append([entry.image_id, file, image.phash, written_items, written_rows, answer_counts])
+        stats.hashed.append([entry.image_id, file, image.phash, items, written_rows, answer_counts])
 
 
 def _agreeing(qas: list[QA], min_score: float, stats: ShardStats) -> list[QA]:

@@ -64,9 +64,7 @@ class ShardStats:
 def merge(stats_dir: str) -> dict:
     """{source: {split: {items_total, items_selected, items_written, rows_written, skipped[, answer_counts]}}}."""
     merged: dict = {}
-    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
-        with open(path) as handle:
-            shard = json.load(handle)
+    for shard in _shard_records(stats_dir):
         into = merged.setdefault(shard["source"], {}).setdefault(
             shard["split"], {"items_total": 0, "items_selected": 0, "items_written": 0, "rows_written": 0, "skipped": {}}
         )
@@ -91,9 +89,7 @@ def merge_images_skipped(stats_dir: str) -> dict:
     """{source: {split: {reason: images}}} of the whole images skipped (kept out of `merge`: not a report
     field), and under "unchecked" the selected images leakage control had no id map for."""
     merged: dict = {}
-    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
-        with open(path) as handle:
-            shard = json.load(handle)
+    for shard in _shard_records(stats_dir):
         into = merged.setdefault(shard["source"], {}).setdefault(shard["split"], {})
         for reason, count in shard.get("images_skipped", {}).items():
             into[reason] = into.get(reason, 0) + count
@@ -106,13 +102,18 @@ def merge_hashed(stats_dir: str) -> list[dict]:
     """Every shard's hashed images: {source, split, image_id, file, phash, items, rows, answer_counts}, in shard order
     (answer_counts: the written questions' {"answer_count": questions}, VQAv2 and OK-VQA only)."""
     hashed = []
-    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
-        with open(path) as handle:
-            shard = json.load(handle)
+    for shard in _shard_records(stats_dir):
         for image_id, file, phash, items, rows, answer_counts in shard.get("hashed", ()):
             hashed.append(dict(source=shard["source"], split=shard["split"], image_id=image_id, file=file,
                                phash=phash, items=items, rows=rows, answer_counts=answer_counts))  # fmt: skip
     return hashed
+
+
+def _shard_records(stats_dir: str):
+    """Each shard's record (`ShardStats.write`), in shard order."""
+    for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
+        with open(path) as handle:
+            yield json.load(handle)
 
 
 # A reason longer than this is cut: one line a user can read, not a dump of a record.
