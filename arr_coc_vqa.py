@@ -182,7 +182,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             )
         self.downloaded_from = {}  # cached path -> URL, so that an error about a download names both
         specs = {split: self._shard_specs(split, dl_manager) for split in schema.SPLITS}
-        specs = self._pin_remote_archives(specs)
+        self.pins = {}  # location -> the version this build reads (see _pin_archives)
+        specs = self._pin_archives(specs)
         self._n_images_archive = self._gqa_n_images_archive(specs)
         # Read here, once per build in this process; GQA shards get the result as plain data.
         photo_ids = self._read_photo_ids(dl_manager)
@@ -201,18 +202,21 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             for split in schema.SPLITS
         ]
 
-    def _pin_remote_archives(self, specs: dict) -> dict:
-        """Every archive the shards read by range, pinned to the version it has now (one HEAD or metadata
-        request each): shards in any process then read that version or fail in one line
-        (arr_coc.network.versions), never a mix of two."""
-        pins = {}
+    def _pin_archives(self, specs: dict) -> dict:
+        """Every file the shards read, pinned to the version it has now (one HEAD or metadata request for a
+        remote file, one stat for a local one): shards in any process then read that version or fail in one
+        line (arr_coc.network.versions), never a mix of two. Local files too: a cached download that another
+        build sharing the cache fetches again, or a mirror file copied over, is another version."""
         for spec in (spec for split_specs in specs.values() for spec in split_specs):
             for location in (spec.image_archive, spec.questions[0], spec.annotations[0] if spec.annotations else None):
-                if location is not None and is_url(location) and location not in pins:
-                    pins[location] = current_version(location)
-        if not pins:
-            return specs
-        return {split: [dataclasses.replace(spec, versions=pins) for spec in split_specs] for split, split_specs in specs.items()}
+                if location is not None:
+                    self._pin(location)
+        return {split: [dataclasses.replace(spec, versions=self.pins) for spec in split_specs] for split, split_specs in specs.items()}
+
+    def _pin(self, location: str) -> dict:
+        if location not in self.pins:
+            self.pins[location] = current_version(location)
+        return self.pins[location]
 
     def _audit_near_duplicates(self) -> dict:
         """The audit (DESIGN.md, "Near duplicates") as the build keeps it: report, skips, rows to drop."""
@@ -393,7 +397,8 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         image_data = self._photo_id_file(vg.ARCHIVE, dl_manager, needed=enabled)
         coco_annotations = self._photo_id_file(decontamination.COCO_ARCHIVE, dl_manager, needed=True) if enabled else None
         try:
-            photo_ids = decontamination.read_photo_ids(image_data, coco_annotations)
+            pins = {location: self._pin(location) for location in (image_data, coco_annotations) if location is not None}
+            photo_ids = decontamination.read_photo_ids(image_data, coco_annotations, pins)
         except SourceFormatError as error:  # name the URL of a downloaded file, not only its cache path
             raise type(error)(_with_origins(error.filename, self.downloaded_from), error.message, error.record) from None
         except FileNotFoundError as error:  # a URL that turned out not to exist (streaming reads lazily)

@@ -37,7 +37,7 @@ from typing import Optional, Sequence  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from arr_coc import schema  # noqa: E402
-from arr_coc.network.download import INCOMPLETE_SUFFIX, download  # noqa: E402
+from arr_coc.network.download import INCOMPLETE_SUFFIX, download, remove_held_locks  # noqa: E402
 from arr_coc.network.remote import check_protocol, is_url, join_location  # noqa: E402
 from arr_coc.network.retry import NotThere, RetryPolicy, filesystem_for, with_retries  # noqa: E402
 from arr_coc.process.cli import non_negative_int, positive_int  # noqa: E402
@@ -77,7 +77,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with interrupts_raise(lambda signum: tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)):  # SIGTERM like Ctrl-C
             return fetch(args)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM as arr_coc.process.interrupts.Interrupted
-        # Worker threads would go on downloading: leave now; the partial files resume next time.
+        # Worker threads would go on downloading: leave now; the partial files resume next time, and
+        # the lock files those threads hold go (os._exit runs no `finally`).
+        remove_held_locks()
         # tqdm.write: on its own line, not glued to a progress bar still drawn by another thread.
         tqdm.write(f"error: {INTERRUPTED}", file=sys.stderr)
         sys.stdout.flush()

@@ -250,10 +250,10 @@ def test_the_id_files_are_read_once_per_build_also_with_workers(mirror, built, t
     calls = tmp_path / "calls"
     read = decontamination.read_visual_genome
 
-    def counting(location):
+    def counting(location, *pin):
         with open(calls, "a") as handle:  # a file, so that a call in a worker process would count too
             handle.write(f"{os.getpid()}\n")
-        return read(location)
+        return read(location, *pin)
 
     monkeypatch.setattr(decontamination, "read_visual_genome", counting)
     builder = prepared(mirror[0], tmp_path / "cache", "full", num_proc=2)

@@ -174,6 +174,8 @@ def test_ctrl_c_or_sigterm_stops_at_once_in_one_line_and_keeps_the_partial_files
     stderr = interrupted_fetch(mirror, command, signum, lambda process: process.send_signal(signum))
     assert error_lines(stderr) == ["error: interrupted; run the same command again to resume (partial files are kept)"], stderr
     assert (out / (STALLED_FILE + download_module.INCOMPLETE_SUFFIX)).exists() and not (out / STALLED_FILE).exists()
+    # The stalled file's download thread held its lock when the fetch left without unwinding it.
+    assert not list(out.glob("*" + download_module.LOCK_SUFFIX))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="picks a thread through /proc")

@@ -113,3 +113,38 @@ def test_a_build_that_failed_on_a_broken_file_builds_once_the_server_is_fixed(se
         replace(served / name, good)  # the server is fixed
         assert build.main([*args, "--output-dir", str(tmp_path / "repo")]) == 0
 
+
+
+def test_a_cached_file_that_another_build_replaces_mid_build_fails_in_one_line(served, tmp_path, monkeypatch, capsys):
+    """Two builds share one download cache; the server changes COCO's annotations between them. The
+    second build fetches the new version into the cache while the first is still reading the old one:
+    the first must not go on with its validation rows from the new file and its train rows from the old."""
+    from arr_coc.pipeline import shard
+
+    cache = tmp_path / "cache"
+    name, member = "annotations_trainval2014.zip", "annotations/captions_val2014.json"
+    with zipfile.ZipFile(served / name) as archive:
+        record = json.loads(archive.read(member))
+    for annotation in record["annotations"]:
+        annotation["caption"] = "changed " + annotation["caption"]
+    changed = with_member(served / name, member, json.dumps(record).encode())
+    collect, other_build_ran = shard._collect, []
+
+    def collect_after_the_other_build(spec, *args, **kwargs):
+        if spec.source == "coco" and spec.split == "validation" and not other_build_ran:
+            replace(served / name, changed)  # the server changes ...
+            download.cached_download(url, os.path.join(str(cache), "downloads"), progress=False)  # ... another build fetches it
+            other_build_ran.append(True)
+        return collect(spec, *args, **kwargs)
+
+    monkeypatch.setattr(shard, "_collect", collect_after_the_other_build)
+    with FileServer(served) as server:
+        url = f"{server.url}/{name}"
+        capsys.readouterr()
+        args = ["--config", "small", "--data-dir", server.url, "--cache-dir", str(cache), "--sources", "coco"]
+        assert build.main([*args, "--output-dir", str(tmp_path / "repo"), *CAP_FLAGS]) == 1
+        errors = error_lines(capsys)
+    cached = download.cached_path(url, os.path.join(str(cache), "downloads"))
+    assert other_build_ran and len(errors) == 1, errors
+    assert re.match(rf"^error: {re.escape(url)} \(cached as {re.escape(cached)}\): changed on disk during the build \(.+\); run again$", errors[0]), errors[0]
+    assert not (tmp_path / "repo" / "data").exists()

@@ -161,15 +161,30 @@ def _offline_copy(url: str, dest: str) -> str:
     return dest
 
 
+# The lock files this process's downloads hold now: `remove_held_locks` removes them before an exit
+# that runs no `finally` (fetch_sources leaves at once on Ctrl-C, its download threads still running).
+_held_locks: set = set()
+
+
 @contextlib.contextmanager
 def _only_writer(dest: str):
     """One writer of `dest` at a time (flock, so a lock left by a killed process never blocks). The
     lock file is removed while still held: filelock's waiters notice an unlinked file and lock anew."""
-    with FileLock(dest + LOCK_SUFFIX):
+    lock_file = dest + LOCK_SUFFIX
+    with FileLock(lock_file):
+        _held_locks.add(lock_file)
         try:
             yield
         finally:
-            remove_if_present(dest + LOCK_SUFFIX)
+            remove_if_present(lock_file)
+            _held_locks.discard(lock_file)
+
+
+def remove_held_locks() -> None:
+    """Remove the lock files of the downloads still running in this process, before it exits without
+    unwinding them (os._exit); their locks (flock) end with the process."""
+    for lock_file in tuple(_held_locks):
+        remove_if_present(lock_file)
 
 
 def _drop_partial_unless_resumable(dest: str) -> None:
@@ -393,5 +408,6 @@ def remove_if_present(path: str) -> None:
 
 __all__ = [
     "download", "cached_download", "cached_path", "default_cache_dir", "downloads_dir", "remove_if_present", "offline",
+    "remove_held_locks",
     "NotThere", "CHUNK_SIZE", "LOCK_SUFFIX", "VERSION_SUFFIX", "OFFLINE_VARIABLES",
 ]  # fmt: skip

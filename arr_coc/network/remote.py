@@ -35,7 +35,7 @@ from fsspec.spec import AbstractBufferedFile
 
 from ..process.errors import SourceFormatError, exception_chain
 from .retry import NetworkError, NotThere, RetryPolicy, TruncatedBody, filesystem_for, with_retries
-from .versions import ChangedOnServer, changed, current_info, difference, forget_listing, validator
+from .versions import ChangedOnServer, changed, changed_on_disk, current_info, difference, forget_listing, local_validator, validator
 
 # Readahead for reads the member prefetch does not cover: the zip directory and members larger
 # than MAX_MEMBER_PREFETCH. Annotation members are read sequentially, where big blocks save round trips.
@@ -112,9 +112,11 @@ def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = 
     """A seekable binary file for a local path or a URL, reading members by exact ranges.
 
     For a URL, `pin` is the validator the build first saw (`versions.validator`); None pins the
-    version found now. The handle's `arr_coc_version` is a `RemoteVersion` (None for a local file)."""
+    version found now. The handle's `arr_coc_version` is a `RemoteVersion` (None for a local file).
+    A local file is checked against its pin (`versions.local_validator`) once it is open: what the
+    handle reads is that file, whatever is renamed over its path later."""
     if not is_url(location):
-        return open(location, "rb")
+        return _open_local(location, pin)
     policy = policy or RetryPolicy.from_env()
     if not _is_http(location):
         return _open_object(location, block_size, policy, pin)
@@ -139,6 +141,15 @@ def open_binary(location: str, block_size: int, policy: Optional[RetryPolicy] = 
     read = http_range_reader(fs, location, version.pinned, _archive_without_ranges(location))
     handle.cache = MemberSpanCache(block_size, retried_range_reader(read, location, policy, version), size)
     handle.arr_coc_version = version
+    return handle
+
+
+def _open_local(path: str, pin: Optional[dict]) -> BinaryIO:
+    handle = open(path, "rb")
+    detail = difference(pin, local_validator(os.fstat(handle.fileno()))) if pin is not None else None
+    if detail is not None:
+        handle.close()
+        raise changed_on_disk(path, detail)
     return handle
 
 
@@ -195,10 +206,10 @@ class RemoteVersion:
         raise failure
 
 
-def current_version(location: str, policy: Optional[RetryPolicy] = None) -> Optional[dict]:
-    """The validator a remote file has now (None for a local path): what a build pins it to."""
+def current_version(location: str, policy: Optional[RetryPolicy] = None) -> dict:
+    """The validator a local or remote file has now: what a build pins it to."""
     if not is_url(location):
-        return None
+        return local_validator(os.stat(location))
     policy = policy or RetryPolicy.from_env()
     check_protocol(location)
     fs, path = filesystem_for(location, policy)

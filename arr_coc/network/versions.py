@@ -8,6 +8,8 @@ beside the file they wrote (resume only the same version, revalidate a cached fi
 archive a build reads by range is pinned to the validator it had when the build first looked at
 it: a read that sees another one fails the build with `ChangedOnServer`, never as corrupt or
 missing images. Where a server offers nothing beyond the size, only a change of size is visible.
+A local file (a mirror on disk, or a download in the cache that another build may refetch) is
+pinned the same way, by its size and modification time (`local_validator`).
 """
 
 import contextlib
@@ -45,6 +47,16 @@ def validator(info: dict) -> dict:
     return fields
 
 
+def local_validator(stat) -> dict:
+    """The validator of a local file from its `os.stat`/`os.fstat`: a file replaced (a download
+    renamed into the cache, a mirror file copied over) has another modification time."""
+    return {"size": str(stat.st_size), "mtime": str(stat.st_mtime_ns)}
+
+
+def changed_on_disk(path: str, detail: str) -> ChangedOnServer:
+    return ChangedOnServer(path, f"changed on disk during the build ({detail}); run again")
+
+
 def has_content_validator(fields: dict) -> bool:
     """Whether the server says more than the size: with the size alone, two versions of one
     length look the same, so a partial download of that file cannot be trusted to resume."""
@@ -73,6 +85,6 @@ def current_info(fs, path: str) -> dict:
 
 
 __all__ = [
-    "ChangedOnServer", "changed", "validator", "has_content_validator", "difference", "forget_listing", "current_info",
+    "ChangedOnServer", "changed", "changed_on_disk", "validator", "local_validator", "has_content_validator", "difference", "forget_listing", "current_info",
     "VALIDATOR_FIELDS",
 ]  # fmt: skip

@@ -78,18 +78,18 @@ class GqaPhotos:
         return self.reason if image_id in self.overlap else None
 
 
-def read_visual_genome(location: str) -> tuple[dict[str, str], frozenset]:
+def read_visual_genome(location: str, pin: Optional[dict] = None) -> tuple[dict[str, str], frozenset]:
     """({Visual Genome image id: COCO id} for the images that have one, every image id listed)."""
-    with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
+    with open_zip(location, block_size=STREAM_BLOCK_SIZE, pin=pin) as archive:
         with open_archive_member(archive, location, vg.MEMBER) as stream:
             all_ids = vg.read_coco_ids(stream, f"{location}:{vg.MEMBER}")
     return {image_id: coco_id for image_id, coco_id in all_ids.items() if coco_id is not None}, frozenset(all_ids)
 
 
-def read_coco_split_ids(location: str) -> dict[str, frozenset]:
+def read_coco_split_ids(location: str, pin: Optional[dict] = None) -> dict[str, frozenset]:
     """The image ids of `captions_train2014.json` and `captions_val2014.json` (their `images` lists)."""
     split_ids = {}
-    with open_zip(location, block_size=STREAM_BLOCK_SIZE) as archive:
+    with open_zip(location, block_size=STREAM_BLOCK_SIZE, pin=pin) as archive:
         for original_split, member in CAPTIONS_MEMBERS.items():
             with open_archive_member(archive, location, member, hint=f"which decontamination needs; {OFF_HINT}") as stream:
                 split_ids[original_split] = frozenset(image_id for image_id, _ in coco.iter_images(stream, f"{location}:{member}"))
@@ -98,14 +98,15 @@ def read_coco_split_ids(location: str) -> dict[str, frozenset]:
     return split_ids
 
 
-def read_photo_ids(image_data: Optional[str], coco_annotations: Optional[str]) -> PhotoIds:
-    """Read the map (when `image_data` is given) and the COCO id lists (when `coco_annotations` is)."""
+def read_photo_ids(image_data: Optional[str], coco_annotations: Optional[str], pins: Optional[Mapping[str, dict]] = None) -> PhotoIds:
+    """Read the map (when `image_data` is given) and the COCO id lists (when `coco_annotations` is), each
+    as the version `pins` names (the one the build's shards read too)."""
     coco_ids, listed = {}, frozenset()
-    files = {}
+    files, pins = {}, pins or {}
     map_file = f"{image_data}:{vg.MEMBER}" if image_data is not None else None
     if image_data is not None:
         logger.info("leakage control: reading %s", vg.ARCHIVE)
-        coco_ids, listed = read_visual_genome(image_data)
+        coco_ids, listed = read_visual_genome(image_data, pins.get(image_data))
         files[f"{vg.ARCHIVE}/{vg.MEMBER}"] = {"images": len(listed), "images_with_coco_id": len(coco_ids)}
         if coco_annotations is not None and not coco_ids:
             raise SourceFormatError(map_file, f"no image has a coco_id (the official file maps about half of its "
@@ -113,7 +114,7 @@ def read_photo_ids(image_data: Optional[str], coco_annotations: Optional[str]) -
     split_ids = None
     if coco_annotations is not None:
         logger.info("leakage control: reading the COCO 2014 image lists of %s", COCO_ARCHIVE)
-        split_ids = read_coco_split_ids(coco_annotations)
+        split_ids = read_coco_split_ids(coco_annotations, pins.get(coco_annotations))
         for original_split, member in CAPTIONS_MEMBERS.items():
             files[f"{COCO_ARCHIVE}/{member}"] = {"image_ids": len(split_ids[original_split])}
     return PhotoIds(coco_ids=coco_ids, visual_genome_images=len(listed), coco_split_ids=split_ids, files=files,
