@@ -11,7 +11,6 @@ The Hub repository ships what this builder generates (Parquet shards + README YA
     builder.download_and_prepare(); builder.as_dataset()      # or builder.as_streaming_dataset()
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -31,15 +30,14 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from arr_coc import schema  # noqa: E402
-from arr_coc.network.download import cached_download  # noqa: E402
-from arr_coc.network.remote import check_protocol, current_version, is_url, join_location, url_protocol  # noqa: E402
 from arr_coc.network.retry import NetworkError  # noqa: E402
-from arr_coc.pipeline import decontamination, near_duplicates  # noqa: E402
+from arr_coc.pipeline import near_duplicates  # noqa: E402
+from arr_coc.pipeline.inputs import BuildInputs, with_origins  # noqa: E402
 from arr_coc.pipeline.report import decontamination_report  # noqa: E402
 from arr_coc.pipeline.shard import RowOptions, ShardSpec, generate_parts  # noqa: E402
 from arr_coc.pipeline.stats import ShardStats, failures, merge, merge_hashed, merge_images_skipped, record_failure  # noqa: E402
 from arr_coc.process.errors import SourceFormatError  # noqa: E402
-from arr_coc.readers import sources, vg  # noqa: E402
+from arr_coc.readers import sources  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +48,6 @@ _DESCRIPTION = (
 _HOMEPAGE = "https://huggingface.co/datasets/NorthHead/arr-coc-vqa-training"
 _LICENSE = "cc-by-4.0 (annotations); images follow the COCO/Flickr and Visual Genome terms"
 
-# Each source's images are split by digest into this many shards per split, so that
-# `download_and_prepare(num_proc=2)` runs in parallel and streaming has several shards. Parts that
-# one process generates one after the other read the source's files once (`_runs_of_parts`).
-PARTS_PER_SOURCE = 2
 # Beside a prepared dataset in the builder's cache: the counts of the build that made it.
 _STATS_FOLDER = "arr_coc_build_stats"
 _DECONTAMINATION_FILE = "arr_coc_decontamination.json"
@@ -180,19 +174,11 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 "near_duplicate_distance needs a map-style build (download_and_prepare, scripts/build.py): every image "
                 "of both splits is compared before a row can be skipped; stream the built shards instead"
             )
-        self.downloaded_from = {}  # cached path -> URL, so that an error about a download names both
-        specs = {split: self._shard_specs(split, dl_manager) for split in schema.SPLITS}
-        self.pins = {}  # location -> the version this build reads (see _pin_archives)
-        specs = self._pin_archives(specs)
-        self._n_images_archive = self._gqa_n_images_archive(specs)
-        # Read here, once per build in this process; GQA shards get the result as plain data.
-        photo_ids = self._read_photo_ids(dl_manager)
-        if photo_ids is not None:
-            for split in schema.SPLITS:
-                gqa_photos = decontamination.gqa_photos(photo_ids, split)
-                specs[split] = [
-                    dataclasses.replace(spec, gqa_photos=gqa_photos) if spec.source == "gqa" else spec for spec in specs[split]
-                ]
+        inputs = BuildInputs(self.config, _downloads_dir(dl_manager), dl_manager.is_streaming, _progress_bars())
+        specs = inputs.shard_specs()
+        self._n_images_archive = inputs.gqa_n_images_archive(specs)
+        # What errors and reports need of the inputs afterwards.
+        self.downloaded_from, self.decontamination_read = inputs.downloaded_from, inputs.decontamination_read
         self.stream_shards = sum(len(split_specs) for split_specs in specs.values())
         return [
             datasets.SplitGenerator(
@@ -202,25 +188,9 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             for split in schema.SPLITS
         ]
 
-    def _pin_archives(self, specs: dict) -> dict:
-        """Every file the shards read, pinned to the version it has now (one HEAD or metadata request for a
-        remote file, one stat for a local one): shards in any process then read that version or fail in one
-        line (arr_coc.network.versions), never a mix of two. Local files too: a cached download that another
-        build sharing the cache fetches again, or a mirror file copied over, is another version."""
-        for spec in (spec for split_specs in specs.values() for spec in split_specs):
-            for location in (spec.image_archive, spec.questions[0], spec.annotations[0] if spec.annotations else None):
-                if location is not None:
-                    self._pin(location)
-        return {split: [dataclasses.replace(spec, versions=self.pins) for spec in split_specs] for split, split_specs in specs.items()}
-
-    def _pin(self, location: str) -> dict:
-        if location not in self.pins:
-            self.pins[location] = current_version(location)
-        return self.pins[location]
-
     def _audit_near_duplicates(self) -> dict:
         """The audit (DESIGN.md, "Near duplicates") as the build keeps it: report, skips, rows to drop."""
-        progress = not datasets.utils.are_progress_bars_disabled()
+        progress = _progress_bars()
         archive, pin, skipped_because = self._n_images_archive
         if archive is not None:
             n_images = near_duplicates.hash_n_images(archive, pin=pin, progress=progress)
@@ -237,19 +207,6 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                 with open(path) as handle:
                     self._near_duplicates = json.load(handle)
         return getattr(self, "_near_duplicates", None)
-
-    def _gqa_n_images_archive(self, specs: dict) -> tuple[Optional[str], Optional[dict], Optional[str]]:
-        """(GQA images.zip to read the `n...` members from and its pinned version, or None and why not)."""
-        if "gqa" not in self.config.sources:
-            return None, None, "GQA is not among the sources"
-        spec = next(spec for spec in specs["train"] if spec.source == "gqa")
-        capped = self.config.max_images_train is not None or self.config.max_images_validation is not None
-        if capped and is_url(spec.image_archive):
-            return None, None, (
-                "a capped build over a remote images.zip does not read its n... members (tens of thousands of range "
-                "reads); build full, or from a local mirror, to audit them"
-            )
-        return spec.image_archive, spec.versions.get(spec.image_archive), None
 
     def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         """The split as generated, minus the images `near_duplicate_distance` skips (a filter by row id)."""
@@ -279,7 +236,7 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
                     counts[position] += 1
             except Exception as error:
                 # From a `num_proc` worker only a flattened traceback comes back: keep one line here.
-                reason = _with_origins(_failure_reason(run[position], error), getattr(self, "downloaded_from", {}))
+                reason = with_origins(_failure_reason(run[position], error), getattr(self, "downloaded_from", {}))
                 record_failure(stats_dir, run[position].index, reason)
                 raise
             for spec, spec_stats in zip(run, stats):
@@ -353,131 +310,14 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
         stats_dir = getattr(self, "stats_dir", None)
         return failures(stats_dir) if stats_dir else []
 
-    # -- where the files are -------------------------------------------------------------------
-
-    def _shard_specs(self, split: str, dl_manager) -> list[ShardSpec]:
-        specs = []
-        for source in self.config.sources:
-            files = sources.source_files(source, split)
-            questions = (self._annotation_archive(files.questions.archive, source, dl_manager), files.questions.member)
-            annotations = None
-            if files.annotations is not None:
-                annotations = (self._annotation_archive(files.annotations.archive, source, dl_manager), files.annotations.member)
-            cap = self.config.image_cap(split)
-            image_archive, url_template = self._image_source(files, source, cap, dl_manager)
-            for part in range(PARTS_PER_SOURCE):
-                specs.append(
-                    ShardSpec(
-                        index=len(specs),
-                        source=source,
-                        split=split,
-                        original_split=sources.ORIGINAL_SPLITS[source][split],
-                        part=part,
-                        num_parts=PARTS_PER_SOURCE,
-                        cap=cap,
-                        questions=questions,
-                        annotations=annotations,
-                        image_archive=image_archive,
-                        image_folder=files.image_folder,
-                        image_url_template=url_template,
-                    )
-                )
-        return specs
-
-    def _read_photo_ids(self, dl_manager) -> Optional[decontamination.PhotoIds]:
-        """Visual Genome's COCO ids (GQA rows' `coco_id`) and, with `decontaminate`, COCO's 2014 id lists.
-
-        Only GQA needs them: COCO-sourced rows are split-clean by construction. With decontamination
-        off the map is still read when it is there, so that `coco_id` does not change with the switch.
-        """
-        enabled = self.config.decontaminate
-        self.decontamination_read = {"enabled": enabled, "files": {}, "visual_genome_images_with_coco_id": None}
-        if "gqa" not in self.config.sources:
-            return None
-        image_data = self._photo_id_file(vg.ARCHIVE, dl_manager, needed=enabled)
-        coco_annotations = self._photo_id_file(decontamination.COCO_ARCHIVE, dl_manager, needed=True) if enabled else None
-        try:
-            pins = {location: self._pin(location) for location in (image_data, coco_annotations) if location is not None}
-            photo_ids = decontamination.read_photo_ids(image_data, coco_annotations, pins)
-        except SourceFormatError as error:  # name the URL of a downloaded file, not only its cache path
-            raise type(error)(_with_origins(error.filename, self.downloaded_from), error.message, error.record) from None
-        except FileNotFoundError as error:  # a URL that turned out not to exist (streaming reads lazily)
-            if enabled:
-                raise FileNotFoundError(f"{_one_line(error)}; leakage control needs it: {decontamination.OFF_HINT}") from None
-            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
-            photo_ids = decontamination.read_photo_ids(None, None)
-        self.decontamination_read["files"] = photo_ids.files
-        if image_data is not None:
-            self.decontamination_read["visual_genome_images_with_coco_id"] = len(photo_ids.coco_ids)
-        return photo_ids
-
-    def _photo_id_file(self, archive: str, dl_manager, needed: bool) -> Optional[str]:
-        try:
-            location = self._location(archive, "gqa")
-        except FileNotFoundError as error:  # a local mirror without the file
-            if needed:
-                raise FileNotFoundError(
-                    f"{_one_line(error)}; leakage control needs it for GQA (decontaminate is on): "
-                    f"add it, or {decontamination.OFF_HINT}"
-                ) from None
-            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
-            return None
-        try:
-            return self._download(location, dl_manager)  # the same cached, resumable, retried download
-        except FileNotFoundError as error:  # a definite 404 from a mirror or host
-            if needed:
-                raise FileNotFoundError(f"{_one_line(error)}; leakage control needs {archive}: {decontamination.OFF_HINT}") from None
-            logger.warning("%s; GQA rows get coco_id null", _one_line(error))
-            return None
-
-    def _location(self, archive: str, source: str) -> str:
-        data_dir = self.config.data_dir
-        if data_dir is None:
-            return sources.OFFICIAL_URLS[archive]
-        if url_protocol(data_dir) == "file":
-            data_dir = data_dir[len("file://"):]  # a local mirror, read in place rather than downloaded
-        if is_url(data_dir):  # http(s)://, s3://, gs://, hf://datasets/...: anything fsspec reads by ranges
-            check_protocol(data_dir)
-            return join_location(data_dir, archive)
-        path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), archive)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: the mirror has no {archive} (needed by source {source!r})")
-        return path
-
-    def _annotation_archive(self, archive: str, source: str, dl_manager) -> str:
-        # A local path comes back unchanged, a URL is downloaded once into the persistent download
-        # cache, and in streaming mode the URL is kept and its members are read lazily (retried).
-        return self._download(self._location(archive, source), dl_manager)
-
-    def _download(self, location: str, dl_manager) -> str:
-        """A URL fetched (resumable, verified, retried) into the download cache; anything else as it is.
-
-        Not `dl_manager.download`: datasets fetches a URL in one try with no resume. The cache is the
-        download manager's (`<cache_dir>/downloads`, by default under HF_DATASETS_CACHE), shared by
-        every build and config, and kept when a build fails.
-        """
-        if dl_manager.is_streaming or not is_url(location):
-            return location
-        progress = not datasets.utils.are_progress_bars_disabled()  # datasets.disable_progress_bars() silences ours too
-        path = cached_download(location, _downloads_dir(dl_manager), progress=progress)
-        self.downloaded_from[path] = location
-        return path
-
-    def _image_source(self, files, source: str, cap: Optional[int], dl_manager) -> tuple[Optional[str], Optional[str]]:
-        """(zip archive location, None) or (None, per-image URL template)."""
-        location = self._location(files.image_archive, source)
-        if self.config.data_dir is not None:
-            return location, None  # a local zip, or range reads of a mirror's
-        if cap is not None and source != "gqa":
-            return None, sources.COCO_IMAGE_URL  # single COCO images: never the 13 GB archive
-        if cap is None and not dl_manager.is_streaming:
-            return self._download(location, dl_manager), None  # every image is needed: fetch the archive once
-        return location, None  # range reads of the official archive (GQA images.zip members)
-
 
 def _downloads_dir(dl_manager) -> str:
     cache_dir = dl_manager.download_config.cache_dir or datasets.config.DOWNLOADED_DATASETS_PATH
     return os.path.expanduser(str(cache_dir))
+
+
+def _progress_bars() -> bool:
+    return not datasets.utils.are_progress_bars_disabled()  # datasets.disable_progress_bars() silences ours too
 
 
 def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
@@ -490,19 +330,6 @@ def _runs_of_parts(shards: list[ShardSpec]) -> list[list[ShardSpec]]:
         else:
             runs.append([spec])
     return runs
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
-
-
-def _with_origins(reason: str, downloaded_from: dict) -> str:
-    """A reason that names a downloaded file by its cache path names its URL too: the cache path
-    alone says nothing of where the bytes came from, the URL alone not which copy was read."""
-    for path, url in downloaded_from.items():
-        if path in reason:
-            reason = reason.replace(path, f"{url} (cached as {path})", 1)
-    return reason
 
 
 def _failure_reason(spec: ShardSpec, error: Exception) -> str:
