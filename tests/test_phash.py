@@ -6,7 +6,9 @@ call imagehash itself (read: imagehash 4.3.2 `phash` = LANCZOS to 32x32 grayscal
 frequencies against their median) rather than re-deriving it.
 """
 
+import collections
 import glob
+import hashlib
 import io
 import itertools
 import os
@@ -17,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, prepared, raw_rows, run_readme_snippets
+from helpers import ROOT, make_mirror, prepared, raw_rows, run_readme_snippets
 from arr_coc.pipeline import images
-from arr_coc.pipeline.phash import hashes_to_uint64, perceptual_hash
+from arr_coc.pipeline.phash import draft_for_hash, hashes_to_uint64, perceptual_hash
 
 REALDATA = os.environ.get("ARR_COC_REALDATA") or os.path.join(ROOT, "..", "shared", "realdata")
 REAL_PHOTOS = sorted(glob.glob(os.path.join(REALDATA, "coco", "*", "*.jpg")) + glob.glob(os.path.join(REALDATA, "gqa", "images", "*.jpg"))
@@ -63,11 +65,40 @@ def test_snippet_and_builder_give_the_definition(phash, mode, fmt, size):
     assert len(value) == 16 and int(value, 16) >= 0 and value == value.lower()
 
 
-def test_the_builder_formats_the_bits_as_imagehash_does():
+def pictures_for_the_hash():
+    """Drafted and whole pictures of every kind the build meets, and the ties a median can fall on."""
     rng = np.random.default_rng(5)
     for bits in [np.zeros((8, 8), bool), np.ones((8, 8), bool), *(rng.integers(0, 2, (8, 8)).astype(bool) for _ in range(200))]:
-        image = Image.fromarray(np.where(bits, 255, 0).astype(np.uint8))  # any picture; only the formatting is compared
-        assert perceptual_hash(image) == str(imagehash.phash(image))
+        yield Image.fromarray(np.where(bits, 255, 0).astype(np.uint8))
+    for value in (0, 1, 127, 255):  # flat: every AC coefficient ties (0 or rounding noise)
+        yield Image.new("L", (160, 120), value)
+    yield Image.fromarray(np.tile(np.arange(160, dtype=np.uint8), (120, 1)))  # a ramp: half the coefficients 0
+    yield Image.fromarray(np.repeat([[0], [255]], 60, axis=0).repeat(160, axis=1).astype(np.uint8))  # two halves
+    for size in ((160, 120), (79, 125), (33, 7), (1, 1), (1000, 3)):
+        yield Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8))
+    for mode in ("RGB", "RGBA", "CMYK", "P", "1", "I;16", "I", "F", "LA"):
+        yield Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), "RGB").convert(mode)
+    for data in [encoded(mode, size) for mode, size in (("RGB", (640, 480)), ("L", (359, 640)), ("CMYK", (500, 333)))] + [
+        open(path, "rb").read() for path in REAL_PHOTOS
+    ]:
+        image = Image.open(io.BytesIO(data))
+        draft_for_hash(image)
+        image.load()
+        yield image
+
+
+def test_the_builders_hash_is_imagehashs_phash():
+    """perceptual_hash repeats imagehash.phash's steps without its overhead: the same 16 digits, ties included."""
+    compared = 0
+    for image in pictures_for_the_hash():
+        assert perceptual_hash(image) == str(imagehash.phash(image)), (image.mode, image.size)
+        compared += 1
+    assert compared >= 227
+
+
+def test_imagehash_formats_the_bits_as_the_builder_does():
+    rng = np.random.default_rng(5)
+    for bits in [np.zeros((8, 8), bool), np.ones((8, 8), bool), *(rng.integers(0, 2, (8, 8)).astype(bool) for _ in range(200))]:
         assert np.packbits(bits.flatten()).tobytes().hex() == str(imagehash.ImageHash(bits))
 
 
@@ -85,6 +116,36 @@ def test_a_zip_member_read_by_several_sources_is_decoded_once(tmp_path, monkeypa
         assert store.fetch("a.jpg").phash == "0" * 16
         store.close()
     assert len(calls) == 2 and calls[0] != calls[1]
+
+
+def test_with_two_workers_the_photos_vqav2_and_coco_captions_share_are_decoded_once(tmp_path, monkeypatch):
+    """num_proc workers take contiguous runs of shards and each remembers its own checks: VQAv2 and COCO
+    captions are generated side by side (inputs.GENERATION_ORDER), so one worker decodes their photos."""
+    log = tmp_path / "decodes"
+    real_inspect = images.inspect_image
+
+    def logged_inspect(data):
+        with open(log, "a") as handle:  # one short append per decode, from either worker
+            handle.write(hashlib.sha1(data).hexdigest() + "\n")
+        return real_inspect(data)
+
+    monkeypatch.setattr(images, "inspect_image", logged_inspect)
+    monkeypatch.setattr(images, "_CHECK_MEMO", images.CheckMemo())  # the workers fork from this process
+    make_mirror(tmp_path / "mirror", images_per_split=8, questions_per_image=1, images={"okvqa": 2}, broken=False)
+    builder = prepared(tmp_path / "mirror", tmp_path / "cache", "full", num_proc=2)
+    decodes = collections.Counter(log.read_text().split())
+    sources_of = collections.defaultdict(set)
+    for split in ("train", "validation"):
+        dataset = builder.as_dataset(split=split)
+        names = dataset.features["source"].names
+        for row in raw_rows(dataset):
+            sources_of[hashlib.sha1(row["image"]["bytes"]).hexdigest()].add(names[row["source"]])
+    shared = [photo for photo, used_by in sources_of.items() if used_by == {"vqav2", "coco"}]
+    assert shared and all(decodes[photo] == 1 for photo in shared)
+    # Only OK-VQA's photos, in the other worker beside GQA, may be decoded a second time there. (A GQA
+    # n... photo is hashed again by the near-duplicate audit, which reads every n... member of images.zip.)
+    coco_photos = [photo for photo, used_by in sources_of.items() if used_by & {"vqav2", "okvqa", "coco"}]
+    assert all(decodes[photo] == 1 or "okvqa" in sources_of[photo] and decodes[photo] == 2 for photo in coco_photos)
 
 
 def test_an_image_under_4_pixels_decodes_whole(phash):
