@@ -138,6 +138,7 @@ def test_with_two_workers_the_photos_vqav2_and_coco_captions_share_are_decoded_o
     for split in ("train", "validation"):
         dataset = builder.as_dataset(split=split)
         names = dataset.features["source"].names
+        assert [names[code] for code in dict.fromkeys(dataset["source"])] == ["vqav2", "coco", "gqa", "okvqa"]
         for row in raw_rows(dataset):
             sources_of[hashlib.sha1(row["image"]["bytes"]).hexdigest()].add(names[row["source"]])
     shared = [photo for photo, used_by in sources_of.items() if used_by == {"vqav2", "coco"}]
