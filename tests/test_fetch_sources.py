@@ -178,6 +178,32 @@ def test_ctrl_c_or_sigterm_stops_at_once_in_one_line_and_keeps_the_partial_files
     assert not list(out.glob("*" + download_module.LOCK_SUFFIX))
 
 
+def test_once_the_held_locks_are_removed_no_download_makes_a_new_one(tmp_path, monkeypatch):
+    """Between fetch_sources' removal of the lock files and its exit, download threads still run: one
+    that started the next file there left that file's lock behind (5 of 20 interrupted fetches)."""
+    monkeypatch.setattr(download_module, "_leaving", False)  # process-wide; restored after the test
+    held, leave = threading.Event(), threading.Event()
+
+    def download_in_progress():
+        with download_module._only_writer(str(tmp_path / "a.zip")):
+            held.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=download_in_progress)
+    thread.start()
+    try:
+        assert held.wait(10) and (tmp_path / ("a.zip" + download_module.LOCK_SUFFIX)).exists()
+        download_module.remove_held_locks()
+        assert not list(tmp_path.glob("*" + download_module.LOCK_SUFFIX))
+        with pytest.raises(InterruptedError, match="b.zip.lock: not started, the process is leaving"):
+            with download_module._only_writer(str(tmp_path / "b.zip")):
+                pass
+        assert not list(tmp_path.glob("*" + download_module.LOCK_SUFFIX))
+    finally:
+        leave.set()
+        thread.join(10)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="picks a thread through /proc")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_that_another_thread_takes_stops_the_fetch_at_once_too(signum, mirror, tmp_path):

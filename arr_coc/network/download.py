@@ -33,13 +33,14 @@ import logging
 import os
 import posixpath
 import threading
+import time
 import zipfile
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from ..process.errors import SourceFormatError
@@ -163,7 +164,13 @@ def _offline_copy(url: str, dest: str) -> str:
 
 # The lock files this process's downloads hold now: `remove_held_locks` removes them before an exit
 # that runs no `finally` (fetch_sources leaves at once on Ctrl-C, its download threads still running).
+# A lock file is created and recorded under one guard, and none is created once the process is leaving,
+# so no thread can make one between that removal and the exit (5 of 20 interrupted fetches kept one).
+_locks_guard = threading.Lock()
 _held_locks: set = set()
+_leaving = False
+# How often a download waits for another writer of the same file (filelock's own default poll).
+LOCK_POLL_SECONDS = 0.05
 
 
 @contextlib.contextmanager
@@ -171,20 +178,41 @@ def _only_writer(dest: str):
     """One writer of `dest` at a time (flock, so a lock left by a killed process never blocks). The
     lock file is removed while still held: filelock's waiters notice an unlinked file and lock anew."""
     lock_file = dest + LOCK_SUFFIX
-    with FileLock(lock_file):
-        _held_locks.add(lock_file)
-        try:
-            yield
-        finally:
+    lock = FileLock(lock_file)
+    _acquire_recorded(lock, lock_file)
+    try:
+        yield
+    finally:
+        with _locks_guard:
             remove_if_present(lock_file)
             _held_locks.discard(lock_file)
+        lock.release()
+
+
+def _acquire_recorded(lock: FileLock, lock_file: str) -> None:
+    """Take the lock and record its file in one step under the guard; wait for another writer outside it."""
+    while True:
+        with _locks_guard:
+            if _leaving:
+                raise InterruptedError(f"{lock_file}: not started, the process is leaving")
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                pass  # another writer (a thread or process) has it
+            else:
+                _held_locks.add(lock_file)
+                return
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 def remove_held_locks() -> None:
-    """Remove the lock files of the downloads still running in this process, before it exits without
-    unwinding them (os._exit); their locks (flock) end with the process."""
-    for lock_file in tuple(_held_locks):
-        remove_if_present(lock_file)
+    """Remove the lock files of the downloads still running in this process, right before it exits
+    without unwinding them (os._exit); their locks (flock) end with the process. No download starts after."""
+    global _leaving
+    with _locks_guard:
+        _leaving = True
+        for lock_file in tuple(_held_locks):
+            remove_if_present(lock_file)
 
 
 def _drop_partial_unless_resumable(dest: str) -> None:
