@@ -237,11 +237,11 @@ class ArrCocVqa(datasets.GeneratorBasedBuilder):
             except Exception as error:
                 # From a `num_proc` worker only a flattened traceback comes back: keep one line here.
                 reason = with_origins(_failure_reason(run[position], error), getattr(self, "downloaded_from", {}))
-                record_failure(stats_dir, run[position].index, reason)
+                record_failure(stats_dir, run[position].counts_index, reason)
                 raise
             for spec, spec_stats in zip(run, stats):
                 _check_official_count(spec, spec_stats, self.config.data_dir)
-                spec_stats.write(stats_dir, spec.index)
+                spec_stats.write(stats_dir, spec.counts_index)
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)

@@ -16,7 +16,9 @@ from PIL import Image
 from helpers import ROOT, SPLITS, ArrCocVqa, make_mirror, prepared, raw_rows, run_readme_snippets
 from range_server import FileServer
 from test_phash import REAL_PHOTOS, REALDATA, needs_realdata
-from arr_coc.pipeline import near_duplicates
+from arr_coc.pipeline import inputs, near_duplicates
+from arr_coc.pipeline.inputs import GENERATION_ORDER
+from arr_coc.schema import SOURCES
 from arr_coc.pipeline.near_duplicates import EVAL_REASON, TRAIN_REASON, scan
 import build as build_script  # scripts/build.py
 from sample_mirror.near_duplicates import rehost
@@ -214,6 +216,21 @@ def test_the_builder_skips_alike_with_one_process(planted, skipping_repo, tmp_pa
     again = prepared(planted[0], tmp_path / "cache", "full", near_duplicate_distance=DISTANCE)
     assert {split: sorted(again.as_dataset(split=split)["id"]) for split in SPLITS} == repo_ids
     assert again.near_duplicates_report() == report and again.build_stats() == skipping_repo[1]["sources"]
+
+
+@pytest.mark.parametrize("order", [None, ("coco", "okvqa", "gqa", "vqav2")])
+def test_the_reports_do_not_depend_on_the_order_the_shards_are_generated_in(planted, tmp_path, monkeypatch, order):
+    """inputs.GENERATION_ORDER only chooses which num_proc worker generates what: the counts and the audit, key
+    order included (build_report.json is compared byte for byte), are those of generating in the config's order."""
+    overrides = {"near_duplicate_distance": DISTANCE, **({"sources": order} if order else {})}
+
+    def reports(generation_order, cache):
+        monkeypatch.setattr(inputs, "GENERATION_ORDER", generation_order)
+        builder = prepared(planted[0], cache, "full", **overrides)
+        return [json.dumps(part) for part in (builder.build_stats(), builder.near_duplicates_report(), builder.decontamination_report())]
+
+    in_config_order = reports(order or SOURCES, tmp_path / "config-order")
+    assert reports(GENERATION_ORDER, tmp_path / "generation-order") == in_config_order
 
 
 def test_streaming_with_a_distance_is_refused_in_one_line(planted, tmp_path):

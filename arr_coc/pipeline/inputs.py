@@ -32,7 +32,8 @@ PARTS_PER_SOURCE = 2
 # use the same COCO photos, so next to each other they land in one worker, which decodes each photo
 # once. With all four sources and two workers: [VQAv2, COCO] and [GQA, OK-VQA], each about 80k images
 # of `full` train, instead of [VQAv2, GQA] and [OK-VQA, COCO] decoding the 83k COCO photos twice.
-# Which rows a build writes, and the Parquet shards (one family per source), do not depend on it.
+# Which rows a build writes, the Parquet shards (one family per source) and the build's counts and audit
+# (read in the config's order of sources: ShardSpec.counts_index) do not depend on it.
 GENERATION_ORDER = ("vqav2", "coco", "gqa", "okvqa")
 
 
@@ -65,8 +66,14 @@ class BuildInputs:
         return specs
 
     def _split_specs(self, split: str) -> list[ShardSpec]:
+        """The split's shards in GENERATION_ORDER, each counted (`counts_index`) at its place in the config's order."""
+        in_config_order = self._specs_in_config_order(split)
+        generated = sorted(in_config_order, key=lambda spec: GENERATION_ORDER.index(spec.source))  # stable: parts stay in order
+        return [dataclasses.replace(spec, index=position) for position, spec in enumerate(generated)]
+
+    def _specs_in_config_order(self, split: str) -> list[ShardSpec]:
         specs = []
-        for source in sorted(self.config.sources, key=GENERATION_ORDER.index):
+        for source in self.config.sources:
             files = sources.source_files(source, split)
             questions = (self._annotation_archive(files.questions.archive, source), files.questions.member)
             annotations = None
@@ -78,6 +85,7 @@ class BuildInputs:
                 specs.append(
                     ShardSpec(
                         index=len(specs),
+                        counts_index=len(specs),
                         source=source,
                         split=split,
                         original_split=sources.ORIGINAL_SPLITS[source][split],

@@ -41,6 +41,9 @@ class ShardSpec:
     """Everything a shard needs; plain data so it pickles into `num_proc` workers."""
 
     index: int  # position in the split's shard list: fixes the row order across shards
+    # Position in the config's order of sources, which names the shard's counts (stats.ShardStats.write): the
+    # build's counts and near-duplicate audit read them in this order, whatever order the shards run in.
+    counts_index: int
     source: str
     split: str
     original_split: str

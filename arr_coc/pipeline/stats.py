@@ -99,7 +99,7 @@ def merge_images_skipped(stats_dir: str) -> dict:
 
 
 def merge_hashed(stats_dir: str) -> list[dict]:
-    """Every shard's hashed images: {source, split, image_id, file, phash, items, rows, answer_counts}, in shard order
+    """Every shard's hashed images: {source, split, image_id, file, phash, items, rows, answer_counts}, in counts order
     (answer_counts: the written questions' {"answer_count": questions}, VQAv2 and OK-VQA only)."""
     hashed = []
     for shard in _shard_records(stats_dir):
@@ -110,7 +110,8 @@ def merge_hashed(stats_dir: str) -> list[dict]:
 
 
 def _shard_records(stats_dir: str):
-    """Each shard's record (`ShardStats.write`), in shard order."""
+    """Each shard's record (`ShardStats.write`), in counts order: ShardSpec.counts_index, the config's order of
+    sources, not the order the shards were generated in."""
     for path in sorted(glob.glob(os.path.join(stats_dir, "*.json"))):
         with open(path) as handle:
             yield json.load(handle)
