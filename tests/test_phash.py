@@ -238,3 +238,10 @@ def test_what_phash_does_not_catch(real, phash):
     as_jpeg = [io.BytesIO() for _ in range(2)]
     grey.save(as_jpeg[0], "JPEG"), white.save(as_jpeg[1], "JPEG")
     assert phash(as_jpeg[0].getvalue()) == phash(as_jpeg[1].getvalue())
+
+
+def test_the_generation_order_names_every_source_once():
+    from arr_coc import schema
+    from arr_coc.pipeline.inputs import GENERATION_ORDER
+
+    assert sorted(GENERATION_ORDER) == sorted(schema.SOURCES) and len(set(GENERATION_ORDER)) == len(GENERATION_ORDER)
