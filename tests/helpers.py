@@ -13,11 +13,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
+import build  # noqa: E402
 import make_sample_mirror  # noqa: E402
 from readme_snippets import readme_snippets, run_readme_snippets  # noqa: E402,F401 - the tests read the card through helpers
 from arr_coc_vqa import ArrCocVqa  # noqa: E402
 
 SPLITS = ("train", "validation")
+
+
+def built_from_disk(mirror, repo, config: str = "small", flags=()):
+    """`repo` after scripts/build.py built `config` from the mirror on disk: the reference that builds
+    from remote mirrors (http, s3, gs, faulty servers) are compared with."""
+    assert build.main(["--config", config, "--data-dir", str(mirror), "--output-dir", str(repo), *flags]) == 0
+    return repo
 
 
 def make_mirror(path, **kwargs) -> dict:

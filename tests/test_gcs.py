@@ -15,7 +15,7 @@ import zipfile
 import build
 import fsspec
 import pytest
-from helpers import comparable_digest
+from helpers import built_from_disk, comparable_digest
 
 from arr_coc.network import download
 from arr_coc.network.retry import NetworkError, RetryPolicy
@@ -81,9 +81,7 @@ def gs_mirror(emulator, mirror):
 
 @pytest.fixture(scope="module")
 def disk_repo(mirror, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("disk-repo")
-    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), *CAP_FLAGS]) == 0
-    return repo
+    return built_from_disk(mirror, tmp_path_factory.mktemp("disk-repo"), flags=CAP_FLAGS)
 
 
 def patch_reads(monkeypatch, reader) -> None:

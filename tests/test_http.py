@@ -11,7 +11,7 @@ from collections import Counter
 import build
 import datasets
 import pytest
-from helpers import ROOT, SPLITS, by_file_order, make_mirror, raw_rows, tree_digest, without_n_images_audit
+from helpers import ROOT, SPLITS, built_from_disk, by_file_order, make_mirror, raw_rows, tree_digest, without_n_images_audit
 from range_server import FileServer, RangeRequestHandler
 from torch.utils.data import DataLoader
 
@@ -35,9 +35,7 @@ def mirror(tmp_path_factory):
 @pytest.fixture(scope="module")
 def disk_repo(mirror, tmp_path_factory):
     """The reference: the same config built from the mirror on disk."""
-    repo = tmp_path_factory.mktemp("disk-repo")
-    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo), *CAP_FLAGS]) == 0
-    return repo
+    return built_from_disk(mirror, tmp_path_factory.mktemp("disk-repo"), flags=CAP_FLAGS)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import zipfile
 import build
 import datasets
 import pytest
-from helpers import SPLITS, by_file_order, comparable_digest, raw_rows, tree_digest
+from helpers import SPLITS, built_from_disk, by_file_order, comparable_digest, raw_rows, tree_digest
 from range_server import Faults, FileServer
 
 from arr_coc.readers import sources
@@ -40,11 +40,8 @@ def fast_retries(monkeypatch):
 @pytest.fixture(scope="module")
 def disk_repos(mirror, tmp_path_factory):
     """The reference builds of `small` (capped) and `full`, from the mirror on disk."""
-    repos = {}
-    for config, flags in (("small", CAP_FLAGS), ("full", [])):
-        repos[config] = tmp_path_factory.mktemp(f"disk-{config}")
-        assert build.main(["--config", config, "--data-dir", str(mirror), "--output-dir", str(repos[config]), *flags]) == 0
-    return repos
+    return {config: built_from_disk(mirror, tmp_path_factory.mktemp(f"disk-{config}"), config, flags)
+            for config, flags in (("small", CAP_FLAGS), ("full", []))}
 
 
 def error_lines(capsys) -> list[str]:

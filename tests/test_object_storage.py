@@ -10,7 +10,7 @@ import zipfile
 import build
 import datasets
 import pytest
-from helpers import SPLITS, by_file_order, comparable_digest, raw_rows, tree_digest
+from helpers import SPLITS, built_from_disk, by_file_order, comparable_digest, raw_rows, tree_digest
 
 from arr_coc.network import remote
 from arr_coc_vqa import ArrCocVqa
@@ -56,9 +56,7 @@ def s3_mirror(mirror, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def disk_repo(mirror, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("disk-repo")
-    assert build.main(["--config", "small", "--data-dir", str(mirror), "--output-dir", str(repo)]) == 0
-    return repo
+    return built_from_disk(mirror, tmp_path_factory.mktemp("disk-repo"))
 
 
 def test_build_from_s3_is_byte_identical_to_the_build_from_disk(s3_mirror, disk_repo, tmp_path):
