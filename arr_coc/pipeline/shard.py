@@ -58,8 +58,9 @@ class ShardSpec:
     # GQA only: each image's COCO id and the images that cross the split boundary (leakage control).
     # Read once per build and shared by every GQA shard of the split; never compared or hashed.
     gqa_photos: Optional[GqaPhotos] = field(default=None, compare=False)
-    # Remote archives this shard reads by range -> the validator the build pinned them to when it
-    # started (arr_coc.network.versions): every shard, in any process, reads that one version.
+    # Every file this build reads (remote archives read by range, cached downloads, local mirror files) ->
+    # the validator the build pinned it to when it started (arr_coc.network.versions): every shard, in any
+    # process, reads that one version.
     versions: dict = field(default_factory=dict, compare=False)
 
 
@@ -141,20 +142,23 @@ def _collect(spec: ShardSpec, options: RowOptions, selector: ImageSelector, part
         spec.num_parts,
         spec.questions[1],
     )
-    questions, annotations = _pinned(spec, spec.questions), _pinned(spec, spec.annotations)
+    questions_pin, annotations_pin = _pinned(spec, spec.questions), _pinned(spec, spec.annotations)
     if spec.source == "gqa":
-        with open_member(*spec.questions, find_member=gqa.find_question_member, pin=questions) as (stream, name):
+        with open_member(*spec.questions, find_member=gqa.find_question_member, pin=questions_pin) as (stream, name):
             return collect_gqa(_mapped_only(gqa.iter_questions(stream, name, options.gqa_answer_style), spec, name), selector)
     if spec.source == "coco":
         # Two streaming passes over the same member: `images` and `annotations` are separate lists.
-        with open_member(*spec.questions, pin=questions) as (images, name), open_member(*spec.questions, pin=questions) as (captions, _):
+        with (
+            open_member(*spec.questions, pin=questions_pin) as (images, name),
+            open_member(*spec.questions, pin=questions_pin) as (captions, _),
+        ):
             return collect_coco(coco.iter_images(images, name), coco.iter_captions(captions, name), selector)
     question_types = {}
     if spec.source == "okvqa":
-        with open_member(*spec.annotations, pin=annotations) as (stream, name):
+        with open_member(*spec.annotations, pin=annotations_pin) as (stream, name):
             question_types = okvqa.read_question_types(stream, name)
-    with open_member(*spec.questions, pin=questions) as (questions, questions_name):
-        with open_member(*spec.annotations, pin=annotations) as (annotations, annotations_name):
+    with open_member(*spec.questions, pin=questions_pin) as (questions, questions_name):
+        with open_member(*spec.annotations, pin=annotations_pin) as (annotations, annotations_name):
             if spec.source == "okvqa":
                 answers = okvqa.iter_annotations(annotations, annotations_name, question_types)
             else:
