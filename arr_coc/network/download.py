@@ -224,8 +224,7 @@ def _drop_partial_unless_resumable(dest: str) -> None:
         and recorded is not None and has_content_validator(recorded.get("validator") or {})
     )  # fmt: skip
     if not resumable:
-        remove_if_present(partial)
-        remove_if_present(sidecar)
+        _start_afresh(dest)
 
 
 def cached_download(url: str, cache_dir: str, *, policy: Optional[RetryPolicy] = None, progress: bool = True) -> str:
